@@ -1,0 +1,1 @@
+"""Experiment configurations: small files returning `ml_collections.ConfigDict`."""

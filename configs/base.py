@@ -1,0 +1,65 @@
+"""Shared defaults. A model config starts from `get_config()` and states only what differs.
+
+Every value can be overridden from the command line, e.g. `--config.train.lr=3e-4`; an
+unknown key is an error (the dict is locked).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  # Registered names: see `pmix_jax.data.DATASETS`. 'synthetic' needs no files.
+  config.data.name = 'synthetic'
+  config.data.path = ''  # Directory with the raw files, for file-based datasets.
+  config.data.max_len = 50
+  # Side feature fields of each behavior, after the item id (field 0).
+  config.data.features = ('action', 'category')
+  config.data.synthetic = ml_collections.ConfigDict(dict(
+      num_users=2000, num_items=400, num_categories=12, mean_length=40, seed=0))
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = ''  # Set by the model config; see `pmix_jax.models.MODELS`.
+  config.model.hidden = 64
+  config.model.dropout = 0.2
+
+  config.train = ml_collections.ConfigDict()
+  # 'prefix': one row per training target (every prefix of a user's training sequence, the
+  #   RecBole/MLP4Rec augmentation), loss at the last position only.
+  # 'seq2seq': one row per window of max_len, loss at every position (causal models only).
+  config.train.targets = 'prefix'
+  config.train.batch_size = 256
+  config.train.num_epochs = 30
+  config.train.optimizer = 'adam'  # 'adam' | 'adamw'
+  config.train.lr = 1e-3
+  config.train.weight_decay = 0.0
+  config.train.schedule = 'constant'  # 'constant' | 'warmup_cosine' | 'warmup_linear'
+  config.train.warmup_steps = 0
+  config.train.grad_clip_norm = 1.0  # 0 disables clipping.
+  # 'softmax': full cross-entropy over all items. 'sampled_softmax': cross-entropy over the
+  # target and `num_negatives` uniform negatives shared by the batch. 'bce': binary
+  # cross-entropy against `num_negatives` uniform negatives per target (SASRec's original).
+  config.train.loss = 'softmax'
+  config.train.num_negatives = 1
+  config.train.log_every_steps = 50
+  config.train.checkpoint_every_steps = 500
+  config.train.progress_bar = True
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.protocol = 'full'  # Rank the target against every item.
+  config.eval.batch_size = 256
+  config.eval.every_epochs = 1
+  config.eval.ks = (5, 10, 20)
+  config.eval.mask_history = False  # Exclude items already in the user's history.
+  # Share of tied items counted above the target: rank = #higher + tie_share * #tied.
+  # 1.0 is pessimistic (a model that scores everything equal gets the worst rank).
+  config.eval.tie_share = 1.0
+  config.eval.early_stopping_metric = 'NDCG@10'
+  config.eval.patience = 5  # Evaluations without improvement before stopping; 0 = never.
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.keep_latest = 2
+  return config

@@ -1,0 +1,1 @@
+"""pmix-jax: sequential recommendation in JAX/Flax (Pyramid Mixer, MGNM, AutoMLP, baselines)."""

@@ -1,0 +1,115 @@
+"""Fixed-shape, left-padded batches as slices of precomputed numpy arrays.
+
+A *row* is a window of one user's behaviors `[start, end)`, the last `max_len` of which are
+the model input. Rows are built once; a batch is a gather from `SequenceData.behaviors`, so
+the training loop does no per-example Python work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+from pmix_jax.data.sequences import SequenceData
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+  """`start`, `end`: `[N]` row bounds in `SequenceData.behaviors` (input is `[start, end)`)."""
+  start: np.ndarray
+  end: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.start)
+
+  def take(self, index: np.ndarray) -> Rows:
+    return Rows(self.start[index], self.end[index])
+
+
+def prefix_rows(data: SequenceData) -> Rows:
+  """One row per training target: every proper prefix of each training sequence."""
+  start, train_end = data.user_start, data.train_end
+  num_targets = np.maximum(train_end - start - 1, 0)
+  user = np.repeat(np.arange(data.num_users), num_targets)
+  offset = np.arange(num_targets.sum()) - np.repeat(np.cumsum(num_targets) - num_targets,
+                                                    num_targets)
+  return Rows(start[user], start[user] + 1 + offset)
+
+
+def window_rows(data: SequenceData, max_len: int) -> Rows:
+  """Windows of `max_len` inputs, tiling each training sequence from its end backwards.
+
+  Every training target (each training behavior but the first) appears in exactly one window.
+  """
+  start, train_end = data.user_start, data.train_end
+  num_targets = np.maximum(train_end - start - 1, 0)
+  num_windows = -(-num_targets // max_len)
+  user = np.repeat(np.arange(data.num_users), num_windows)
+  back = np.arange(num_windows.sum()) - np.repeat(np.cumsum(num_windows) - num_windows,
+                                                  num_windows)
+  return Rows(start[user], train_end[user] - 1 - back * max_len)
+
+
+def eval_rows(data: SequenceData, split: str) -> Rows:
+  """Rows whose target is the user's validation ('valid') or test ('test') behavior."""
+  offset = {'valid': 0, 'test': 1}[split]
+  users = np.flatnonzero(data.evaluated)
+  return Rows(data.user_start[users], data.train_end[users] + offset)
+
+
+def gather_inputs(data: SequenceData, rows: Rows, max_len: int) -> np.ndarray:
+  """`[N, max_len, F]` int32, left-padded with zeros."""
+  index = rows.end[:, None] - max_len + np.arange(max_len)
+  return data.behaviors[np.where(index >= rows.start[:, None], index, 0)]
+
+
+def gather_targets(data: SequenceData, rows: Rows, max_len: int, sequence: bool) -> np.ndarray:
+  """Item ids to predict: `[N, max_len]` after each input (0 = none) or `[N]` after the last."""
+  if not sequence:
+    return data.behaviors[rows.end, 0]
+  index = rows.end[:, None] - max_len + np.arange(max_len)
+  return data.behaviors[np.where(index >= rows.start[:, None], index + 1, 0), 0]
+
+
+def gather_history(data: SequenceData, rows: Rows) -> np.ndarray:
+  """`[N, H]` every item before the target (all of `[start, end)`), right-padded with 0."""
+  width = max(int((rows.end - rows.start).max()), 1)
+  index = rows.start[:, None] + np.arange(width)
+  return data.behaviors[np.where(index < rows.end[:, None], index, 0), 0]
+
+
+def pad_rows(rows: Rows, multiple: int) -> Rows:
+  """Pads with empty rows (start = end = 0: no input, target 0 = ignored) to a multiple."""
+  extra = -len(rows) % multiple
+  zeros = np.zeros(extra, rows.start.dtype)
+  return Rows(np.concatenate([rows.start, zeros]), np.concatenate([rows.end, zeros]))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainBatches:
+  """Epochs of shuffled training batches, addressable by (epoch, step) for exact resume.
+
+  The permutation of epoch e depends only on (seed, e); the last batch of an epoch is padded
+  with empty rows rather than dropped.
+  """
+  data: SequenceData
+  rows: Rows
+  max_len: int
+  batch_size: int
+  sequence_targets: bool
+  seed: int
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return -(-len(self.rows) // self.batch_size)
+
+  def epoch(self, epoch: int, first_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
+    for step in range(first_step, self.steps_per_epoch):
+      index = order[step * self.batch_size:(step + 1) * self.batch_size]
+      rows = pad_rows(self.rows.take(index), self.batch_size)
+      yield dict(inputs=gather_inputs(self.data, rows, self.max_len),
+                 targets=gather_targets(self.data, rows, self.max_len,
+                                        self.sequence_targets))

@@ -1,0 +1,60 @@
+"""MovieLens in the raw GroupLens layout.
+
+ML-100K: `u.data` (tab-separated user, item, rating, unix timestamp; required) and `u.item`
+(`|`-separated, Latin-1; needed only for the `category` field, the movie's first listed genre).
+Every rating counts as an implicit interaction; the rating becomes the `action` field.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pmix_jax.data.readers import check_range, read_int_table, read_text
+from pmix_jax.data.sequences import InteractionLog, time_fields
+from pmix_jax.errors import DataError
+
+NUM_GENRES = 19
+
+
+def read_ml100k_genres(path: str) -> dict[int, int]:
+  """Movie id -> first genre index + 1 (1 = 'unknown' genre, also when no flag is set)."""
+  genres = {}
+  for number, line in enumerate(read_text(path, encoding='latin-1').splitlines(), start=1):
+    values = line.split('|')
+    if len(values) != 5 + NUM_GENRES:
+      raise DataError(f'{path}:{number}: expected {5 + NUM_GENRES} |-separated fields, '
+                      f'found {len(values)}')
+    try:
+      movie, flags = int(values[0]), [int(v) for v in values[5:]]
+    except ValueError:
+      raise DataError(f'{path}:{number}: field movie id or a genre flag is not an integer'
+                      ) from None
+    genres[movie] = int(np.argmax(flags)) + 1
+  return genres
+
+
+def load_ml100k(directory: str, features: tuple[str, ...]) -> InteractionLog:
+  if not directory:
+    raise DataError('config.data.path must name the directory holding MovieLens-100K u.data')
+  path = os.path.join(directory, 'u.data')
+  table = read_int_table(path, ('user', 'item', 'rating', 'timestamp'), delimiter='\t')
+  check_range(path, table, 'user', 1)
+  check_range(path, table, 'item', 1)
+  check_range(path, table, 'rating', 1, 5)
+  check_range(path, table, 'timestamp', 0)
+  fields = dict(action=table['rating'], **time_fields(table['timestamp']))
+  if 'category' in features:
+    item_path = os.path.join(directory, 'u.item')
+    genres = read_ml100k_genres(item_path)
+    unknown = ~np.isin(table['item'], np.fromiter(genres, np.int64))
+    if unknown.any():
+      line = int(np.argmax(unknown)) + 1
+      raise DataError(f'{path}:{line}: field \'item\' = {table["item"][line - 1]} '
+                      f'is not listed in {item_path}')
+    lookup = np.zeros(max(genres) + 1, np.int64)
+    lookup[list(genres)] = list(genres.values())
+    fields['category'] = lookup[table['item']]
+  return InteractionLog(user=table['user'], item=table['item'], timestamp=table['timestamp'],
+                        fields=fields, source=path)

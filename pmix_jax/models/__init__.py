@@ -1,0 +1,47 @@
+"""Model registry: config name -> linen module.
+
+Every model maps `inputs` `[B, L, F]` (int ids, field 0 the item, 0 = padding, left-padded)
+to `(hidden, item_table)`: `hidden` `[B, T, D]` user states and `item_table` `[V, D]` the
+item embeddings they are scored against (`scores = hidden @ item_table.T`). A *causal* model
+returns `T = L`, one state per position that sees only earlier positions, and can be trained
+on every position (`train.targets = 'seq2seq'`); others return `T = 1`, the state after the
+last behavior.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import ml_collections
+
+from pmix_jax.errors import ConfigError
+
+MODELS: dict[str, type[nn.Module]] = {}
+
+
+def register(name: str):
+  def decorator(cls: type[nn.Module]) -> type[nn.Module]:
+    MODELS[name] = cls
+    return cls
+  return decorator
+
+
+def build(config: ml_collections.ConfigDict, vocab_sizes: tuple[int, ...],
+          max_len: int) -> nn.Module:
+  """Instantiates `config.name` with the other keys of `config` as its hyperparameters."""
+  if config.name not in MODELS:
+    raise ConfigError(f'unknown config.model.name {config.name!r}; known: {sorted(MODELS)}')
+  cls = MODELS[config.name]
+  fields = {f.name for f in dataclasses.fields(cls)} - {'parent', 'name'}
+  kwargs = {k: v for k, v in config.items() if k != 'name'}
+  unknown = sorted(set(kwargs) - fields)
+  if unknown:
+    raise ConfigError(f'config.model has key(s) {unknown} that model {config.name!r} does not '
+                     f'take; it takes {sorted(fields - {"vocab_sizes", "max_len"})}')
+  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+  return cls(vocab_sizes=tuple(vocab_sizes), max_len=max_len, **kwargs)
+
+
+# Importing the modules fills the registry.
+from pmix_jax.models import pyramid_mixer, sasrec  # noqa: E402,F401

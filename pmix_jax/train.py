@@ -1,0 +1,369 @@
+"""The one training loop for every model: data parallel, jitted, checkpointed, resumable.
+
+Parameters and optimizer state are replicated over a 1-D device mesh ('data') and every batch
+is sharded along it; `jax.jit` inserts the gradient all-reduce. A training run is a pure
+function of the config: the batch order of epoch e depends on (seed, e), dropout and negative
+samples on (seed, step), so a run resumed from a checkpoint ends exactly where an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from pmix_jax import data as data_lib
+from pmix_jax import evaluation, models
+from pmix_jax.data import batches as batches_lib
+from pmix_jax.errors import ConfigError
+
+NEG_INF = -1e9  # Finite, so that masked entries give zero (not NaN) gradients.
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array  # Raw key data of the run's base key (orbax saves plain arrays).
+
+
+# --- Losses: (hidden [B, T, D], item_table [V, D], targets [B, T], key, num_negatives) ->
+# mean over targets > 0.
+
+def _masked_mean(per_target: jax.Array, targets: jax.Array) -> jax.Array:
+  valid = targets > 0
+  return jnp.sum(jnp.where(valid, per_target, 0.0)) / jnp.maximum(valid.sum(), 1)
+
+
+def softmax_loss(hidden, table, targets, key, num_negatives):
+  del key, num_negatives
+  logits = jnp.einsum('btd,vd->btv', hidden, table)
+  logits = jnp.where(jnp.arange(table.shape[0]) == 0, NEG_INF, logits)  # Padding is no class.
+  return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets), targets)
+
+
+def sampled_softmax_loss(hidden, table, targets, key, num_negatives):
+  """Cross-entropy over the target and `num_negatives` uniform items shared by the batch."""
+  negatives = jax.random.randint(key, (num_negatives,), 1, table.shape[0])
+  positive = jnp.sum(hidden * table[targets], axis=-1, keepdims=True)
+  negative = jnp.einsum('btd,sd->bts', hidden, table[negatives])
+  negative = jnp.where(negatives == targets[..., None], NEG_INF, negative)  # Accidental hits.
+  logits = jnp.concatenate([positive, negative], axis=-1)
+  return _masked_mean(jax.nn.logsumexp(logits, axis=-1) - positive[..., 0], targets)
+
+
+def bce_loss(hidden, table, targets, key, num_negatives):
+  """Binary cross-entropy, the target against `num_negatives` uniform items of its own."""
+  negatives = jax.random.randint(key, targets.shape + (num_negatives,), 1, table.shape[0])
+  positive = jnp.sum(hidden * table[targets], axis=-1)
+  negative = jnp.einsum('btd,btsd->bts', hidden, table[negatives])
+  negative_term = jnp.where(negatives == targets[..., None], 0.0,
+                            jax.nn.log_sigmoid(-negative)).sum(-1)
+  return _masked_mean(-jax.nn.log_sigmoid(positive) - negative_term, targets)
+
+
+LOSSES: dict[str, Callable] = dict(
+    softmax=softmax_loss, sampled_softmax=sampled_softmax_loss, bce=bce_loss)
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   total_steps: int) -> optax.GradientTransformation:
+  warmup = min(config.warmup_steps, max(total_steps - 1, 0))
+  schedules = dict(
+      constant=lambda: optax.join_schedules(
+          [optax.linear_schedule(0.0, config.lr, warmup), optax.constant_schedule(config.lr)],
+          [warmup]),
+      warmup_cosine=lambda: optax.warmup_cosine_decay_schedule(
+          0.0, config.lr, warmup, max(total_steps, warmup + 1)),
+      warmup_linear=lambda: optax.join_schedules(
+          [optax.linear_schedule(0.0, config.lr, warmup),
+           optax.linear_schedule(config.lr, 0.0, max(total_steps - warmup, 1))], [warmup]))
+  if config.schedule not in schedules:
+    raise ConfigError(f'unknown config.train.schedule {config.schedule!r}; '
+                      f'known: {sorted(schedules)}')
+  schedule = schedules[config.schedule]()
+  if config.optimizer == 'adam':
+    if config.weight_decay:
+      raise ConfigError("config.train.weight_decay needs config.train.optimizer='adamw'")
+    optimizer = optax.adam(schedule)
+  elif config.optimizer == 'adamw':
+    optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
+  else:
+    raise ConfigError(f"unknown config.train.optimizer {config.optimizer!r}; known: "
+                      "['adam', 'adamw']")
+  if config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optimizer)
+  return optimizer
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+               tx: optax.GradientTransformation, loss: str, num_negatives: int,
+               sequence_targets: bool) -> tuple[TrainState, jax.Array]:
+  """One optimizer step on a global batch; returns the new state and the batch's mean loss."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  dropout_key, negatives_key = jax.random.split(key)
+
+  def loss_fn(params):
+    hidden, table = model.apply({'params': params}, batch['inputs'], train=True,
+                                rngs={'dropout': dropout_key})
+    targets = batch['targets']
+    if not sequence_targets:
+      hidden, targets = hidden[:, -1:], targets[:, None]
+    return LOSSES[loss](hidden, table, targets, negatives_key, num_negatives)
+
+  value, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       opt_state=opt_state), value
+
+
+def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
+  """`(params, inputs [B, L, F]) -> [B, V]` scores of every item after the last behavior."""
+  def score(params, inputs):
+    hidden, table = model.apply({'params': params}, inputs, train=False)
+    return hidden[:, -1] @ table.T
+  return score
+
+
+class Checkpoints:
+  """`latest/` keeps the newest `keep_latest` states, `best/` the best on validation."""
+
+  def __init__(self, directory: str, keep_latest: int):
+    options = lambda keep: ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    self.latest = ocp.CheckpointManager(os.path.join(directory, 'latest'),
+                                        options=options(keep_latest))
+    self.best = ocp.CheckpointManager(os.path.join(directory, 'best'), options=options(1))
+
+  @staticmethod
+  def save(manager: ocp.CheckpointManager, state: TrainState, meta: dict) -> None:
+    step = int(meta['step'])
+    if step in manager.all_steps():
+      return  # Written before a kill; the run is deterministic, so it holds the same state.
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               meta=ocp.args.JsonSave(meta)))
+
+  @staticmethod
+  def restore(manager: ocp.CheckpointManager, like: TrainState
+              ) -> tuple[TrainState, dict] | None:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return restored['state'], dict(restored['meta'])
+
+  def close(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+    self.latest.close()
+    self.best.close()
+
+
+def check_config(config: ml_collections.ConfigDict, model: nn.Module,
+                 num_devices: int) -> None:
+  train, evaluation_config = config.train, config.eval
+  if train.targets not in ('prefix', 'seq2seq'):
+    raise ConfigError(f"config.train.targets must be 'prefix' or 'seq2seq', "
+                      f'not {train.targets!r}')
+  if train.targets == 'seq2seq' and not model.causal:
+    raise ConfigError(f'model {config.model.name!r} is not causal: it cannot be trained on '
+                      "every position; use config.train.targets='prefix'")
+  if train.loss not in LOSSES:
+    raise ConfigError(f'unknown config.train.loss {train.loss!r}; known: {sorted(LOSSES)}')
+  for name, size in [('train.batch_size', train.batch_size),
+                     ('eval.batch_size', evaluation_config.batch_size)]:
+    if size <= 0 or size % num_devices:
+      raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
+                        f'of devices ({num_devices})')
+  if evaluation_config.protocol != 'full':
+    raise ConfigError(f"unknown config.eval.protocol {evaluation_config.protocol!r}; "
+                      "known: ['full']")
+  metric_names = evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks))
+  if evaluation_config.early_stopping_metric not in metric_names:
+    raise ConfigError(f'config.eval.early_stopping_metric '
+                      f'{evaluation_config.early_stopping_metric!r} is not one of '
+                      f'{sorted(metric_names)}')
+  if not 0.0 <= evaluation_config.tie_share <= 1.0:
+    raise ConfigError('config.eval.tie_share must lie in [0, 1]')
+
+
+def format_metrics(results: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
+  """A plain-text table: one row per split and metric, one column per cutoff K."""
+  lines = [f'{"":<12}' + ''.join(f'{"@" + str(k):>9}' for k in ks)]
+  for split, metrics in results.items():
+    for name in ('HR', 'NDCG', 'MRR'):
+      lines.append(f'{split + " " + name:<12}' +
+                   ''.join(f'{metrics[f"{name}@{k}"]:>9.4f}' for k in ks))
+  return '\n'.join(lines)
+
+
+def _tag(metric: str) -> str:
+  return metric.replace('@', '_at_')  # TensorBoard tags cannot hold '@'.
+
+
+def _summary_writer(workdir: str):
+  import tensorboardX  # Writes TensorBoard event files without TensorFlow.
+  return tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config.model` on `config.data`, evaluates, and writes everything to `workdir`.
+
+  Resumes from `workdir/checkpoints/latest` when present. Returns the final results, also
+  written to `workdir/results.json`.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.txt'), 'w') as f:
+    f.write(str(config))
+
+  data = data_lib.load(config.data)
+  max_len = config.data.max_len
+  model = models.build(config.model, data.vocab_sizes, max_len)
+  devices = jax.devices()
+  mesh = Mesh(np.array(devices), ('data',))
+  check_config(config, model, len(devices))
+  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+
+  sequence_targets = config.train.targets == 'seq2seq'
+  rows = (batches_lib.window_rows(data, max_len) if sequence_targets
+          else batches_lib.prefix_rows(data))
+  train_batches = batches_lib.TrainBatches(data, rows, max_len, config.train.batch_size,
+                                           sequence_targets, config.seed)
+  steps_per_epoch = train_batches.steps_per_epoch
+  total_steps = steps_per_epoch * config.train.num_epochs
+  tx = make_optimizer(config.train, total_steps)
+
+  def init(key):
+    params = model.init({'params': key}, jnp.zeros((1, max_len, len(data.vocab_sizes)),
+                                                   jnp.int32), train=False)['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=jax.random.key_data(jax.random.fold_in(key, 1)))
+
+  state = jax.jit(init, out_shardings=replicated)(jax.random.key(config.seed))
+  step_fn = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, loss=config.train.loss,
+                        num_negatives=config.train.num_negatives,
+                        sequence_targets=sequence_targets),
+      in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+      donate_argnums=0)
+  score_fn = make_score_fn(model)
+  evaluator = functools.partial(
+      evaluation.Evaluator, data=data, max_len=max_len, batch_size=config.eval.batch_size,
+      mask_history=config.eval.mask_history, tie_share=config.eval.tie_share,
+      ks=tuple(config.eval.ks), mesh=mesh)
+  validate = evaluator(split='valid')
+
+  checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                            config.checkpoint.keep_latest)
+  meta = dict(step=0, epoch=0, step_in_epoch=0, best_value=None, best_step=None,
+              best_epoch=None, evals_since_best=0, stopped=False, train_seconds=0.0,
+              train_losses=[], valid_history=[])
+  restored = Checkpoints.restore(checkpoints.latest, state)
+  if restored is not None:
+    state, meta = restored
+    print(f'Resumed from step {meta["step"]} (epoch {meta["epoch"]}) in {workdir}',
+          file=sys.stderr)
+
+  writer = _summary_writer(workdir)
+  num_devices = len(devices)
+  # Fake CPU devices can deadlock when many collective steps are queued: sync every step.
+  sync_every = 1 if num_devices > 1 and devices[0].platform == 'cpu' else (
+      config.train.log_every_steps)
+  metric_name = config.eval.early_stopping_metric
+  progress = tqdm.tqdm(total=total_steps, initial=int(meta['step']), unit='step',
+                       dynamic_ncols=True, disable=not config.train.progress_bar,
+                       file=sys.stderr)
+  pending_losses: list[jax.Array] = []
+
+  def log_losses(step: int) -> None:
+    if pending_losses:
+      loss = float(np.mean(np.asarray(jnp.stack(pending_losses))))
+      pending_losses.clear()
+      meta['train_losses'].append([step, loss])
+      writer.add_scalar('train/loss', loss, step)
+      progress.set_postfix(loss=f'{loss:.4f}', epoch=meta['epoch'], refresh=False)
+
+  while meta['epoch'] < config.train.num_epochs and not meta['stopped']:
+    epoch = meta['epoch']
+    started = time.perf_counter()
+    for batch in train_batches.epoch(epoch, meta['step_in_epoch']):
+      state, loss = step_fn(state, jax.device_put(batch, batch_sharding))
+      pending_losses.append(loss)
+      meta['step'] += 1
+      meta['step_in_epoch'] += 1
+      progress.update()
+      if meta['step'] % sync_every == 0:
+        jax.block_until_ready(loss)
+      if meta['step'] % config.train.log_every_steps == 0:
+        log_losses(meta['step'])
+      if (meta['step'] % config.train.checkpoint_every_steps == 0 and
+          meta['step_in_epoch'] < steps_per_epoch):
+        log_losses(meta['step'])
+        meta['train_seconds'] += time.perf_counter() - started
+        started = time.perf_counter()
+        Checkpoints.save(checkpoints.latest, state, meta)
+    jax.block_until_ready(state)
+    log_losses(meta['step'])
+    meta['train_seconds'] += time.perf_counter() - started
+    meta['epoch'], meta['step_in_epoch'] = epoch + 1, 0
+
+    if meta['epoch'] % config.eval.every_epochs == 0 or meta['epoch'] == config.train.num_epochs:
+      metrics = validate(score_fn, state.params)
+      for name, value in metrics.items():
+        writer.add_scalar(f'valid/{_tag(name)}', value, meta['step'])
+      meta['valid_history'].append(dict(epoch=meta['epoch'], step=meta['step'],
+                                        train_seconds=meta['train_seconds'], **metrics))
+      progress.write(f'epoch {meta["epoch"]} step {meta["step"]}: valid '
+                     + ' '.join(f'{k}={metrics[k]:.4f}' for k in (metric_name, 'HR@10')
+                                if k in metrics))
+      if meta['best_value'] is None or metrics[metric_name] > meta['best_value']:
+        meta.update(best_value=metrics[metric_name], best_step=meta['step'],
+                    best_epoch=meta['epoch'], evals_since_best=0)
+        Checkpoints.save(checkpoints.best, state, meta)  # Before `latest`: see `save`.
+      else:
+        meta['evals_since_best'] += 1
+        if config.eval.patience and meta['evals_since_best'] >= config.eval.patience:
+          meta['stopped'] = True
+    Checkpoints.save(checkpoints.latest, state, meta)
+  progress.close()
+
+  best_state, _ = Checkpoints.restore(checkpoints.best, state)
+  checkpoints.close()
+  final = dict(valid=validate(score_fn, best_state.params),
+               test=evaluator(split='test')(score_fn, best_state.params))
+  for split, metrics in final.items():
+    for name, value in metrics.items():
+      writer.add_scalar(f'final_{split}/{_tag(name)}', value, meta['best_step'])
+  writer.close()
+  results = dict(
+      model=config.model.name, dataset=data.source, data_stats=data.stats(),
+      protocol='full', mask_history=config.eval.mask_history,
+      tie_share=config.eval.tie_share, num_devices=num_devices,
+      num_params=int(sum(x.size for x in jax.tree.leaves(best_state.params))),
+      best_epoch=meta['best_epoch'], best_step=meta['best_step'], epochs_run=meta['epoch'],
+      early_stopped=meta['stopped'], train_seconds=meta['train_seconds'],
+      train_losses=meta['train_losses'], valid_history=meta['valid_history'], **final)
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f, indent=1)
+  print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, '
+        f'protocol full ranking ({data.stats()["items"]} items)')
+  print(format_metrics(final, tuple(config.eval.ks)))
+  return results
