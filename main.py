@@ -5,7 +5,7 @@ Any config value can be overridden, e.g. `--config.train.lr=3e-4 --config.model.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from pmix_jax import train
@@ -20,6 +20,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # Orbax and JAX log every step at INFO.
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except PmixError as error:

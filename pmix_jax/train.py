@@ -141,6 +141,11 @@ def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
   return score
 
 
+def popularity_score(counts: jax.Array, inputs: jax.Array) -> jax.Array:
+  """The most-popular ranker as a score function: training counts, the same for every user."""
+  return jnp.broadcast_to(counts, (inputs.shape[0], counts.shape[0]))
+
+
 class Checkpoints:
   """`latest/` keeps the newest `keep_latest` states, `best/` the best on validation."""
 
@@ -207,10 +212,10 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
 
 def format_metrics(results: dict[str, dict[str, float]], ks: tuple[int, ...]) -> str:
   """A plain-text table: one row per split and metric, one column per cutoff K."""
-  lines = [f'{"":<12}' + ''.join(f'{"@" + str(k):>9}' for k in ks)]
+  lines = [f'{"":<15}' + ''.join(f'{"@" + str(k):>9}' for k in ks)]
   for split, metrics in results.items():
     for name in ('HR', 'NDCG', 'MRR'):
-      lines.append(f'{split + " " + name:<12}' +
+      lines.append(f'{split + " " + name:<15}' +
                    ''.join(f'{metrics[f"{name}@{k}"]:>9.4f}' for k in ks))
   return '\n'.join(lines)
 
@@ -347,8 +352,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
-  final = dict(valid=validate(score_fn, best_state.params),
-               test=evaluator(split='test')(score_fn, best_state.params))
+  test = evaluator(split='test')
+  final = dict(valid=validate(score_fn, best_state.params), test=test(score_fn, best_state.params))
+  popularity = test(popularity_score, jnp.asarray(data.train_item_counts(), jnp.float32))
   for split, metrics in final.items():
     for name, value in metrics.items():
       writer.add_scalar(f'final_{split}/{_tag(name)}', value, meta['best_step'])
@@ -360,10 +366,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num_params=int(sum(x.size for x in jax.tree.leaves(best_state.params))),
       best_epoch=meta['best_epoch'], best_step=meta['best_step'], epochs_run=meta['epoch'],
       early_stopped=meta['stopped'], train_seconds=meta['train_seconds'],
-      train_losses=meta['train_losses'], valid_history=meta['valid_history'], **final)
+      train_losses=meta['train_losses'], valid_history=meta['valid_history'],
+      baselines=dict(popularity=dict(test=popularity)), **final)
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1)
   print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, '
         f'protocol full ranking ({data.stats()["items"]} items)')
-  print(format_metrics(final, tuple(config.eval.ks)))
+  print(format_metrics({**final, 'test pop.': popularity}, tuple(config.eval.ks)))
   return results

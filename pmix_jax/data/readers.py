@@ -19,25 +19,31 @@ def read_text(path: str, encoding: str = 'utf-8') -> str:
   return text
 
 
-def read_int_table(path: str, fields: tuple[str, ...], delimiter: str | None = None
+def read_int_table(path: str, fields: tuple[str, ...], delimiter: str
                    ) -> dict[str, np.ndarray]:
   """Reads a headerless table of integers, `len(fields)` columns, into named int64 columns.
 
-  `delimiter=None` splits on any whitespace. Blank lines are not allowed: a malformed line is
-  an error, never skipped.
+  Every line must have exactly `len(fields)` values separated by the one-character
+  `delimiter`: a malformed or blank line is an error naming it, never skipped.
   """
   lines = read_text(path).splitlines()
+  # Vectorised column count of every line: delimiters between consecutive newlines.
+  raw = np.frombuffer('\n'.join(lines).encode(), np.uint8)
+  delimiters = np.concatenate([[0], np.cumsum(raw == ord(delimiter))])
+  line_ends = np.concatenate([np.flatnonzero(raw == ord('\n')), [len(raw)]])
+  columns = np.diff(np.concatenate([[0], delimiters[line_ends]])) + 1
   try:
-    tokens = (' '.join(lines).split() if delimiter is None else
-              delimiter.join(lines).split(delimiter))
-    table = np.array(tokens, dtype=np.int64).reshape(len(lines), len(fields))
-  except ValueError:
+    if (columns != len(fields)).any():
+      raise ValueError
+    table = np.array(delimiter.join(lines).split(delimiter), dtype=np.int64)
+  except (ValueError, OverflowError):
     _raise_first_bad_line(path, lines, fields, delimiter)
+  table = table.reshape(len(lines), len(fields))
   return {name: table[:, i] for i, name in enumerate(fields)}
 
 
 def _raise_first_bad_line(path: str, lines: list[str], fields: tuple[str, ...],
-                          delimiter: str | None) -> None:
+                          delimiter: str) -> None:
   for number, line in enumerate(lines, start=1):
     values = line.split(delimiter)
     if len(values) != len(fields):
@@ -45,10 +51,12 @@ def _raise_first_bad_line(path: str, lines: list[str], fields: tuple[str, ...],
                       f'({", ".join(fields)}), found {len(values)}: {line!r}')
     for name, value in zip(fields, values):
       try:
-        int(value)
+        number_value = int(value)
       except ValueError:
         raise DataError(f'{path}:{number}: field {name!r} is not an integer: {value!r}'
                         ) from None
+      if not -2**63 <= number_value < 2**63:
+        raise DataError(f'{path}:{number}: field {name!r} = {value} does not fit in 64 bits')
   raise DataError(f'{path}: could not parse as a table of {fields}')
 
 

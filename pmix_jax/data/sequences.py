@@ -89,6 +89,13 @@ class SequenceData:
     """`[U]` row one past each user's last training behavior."""
     return self.user_start + np.where(self.evaluated, self.user_length - 2, self.user_length)
 
+  def train_item_counts(self) -> np.ndarray:
+    """`[num_items + 1]` occurrences of each item among training behaviors (the popularity
+    a most-popular ranker may use without seeing validation or test targets)."""
+    owner = np.repeat(np.arange(self.num_users), self.user_length)
+    in_train = np.arange(1, len(self.behaviors)) < self.train_end[owner]
+    return np.bincount(self.behaviors[1:][in_train, 0], minlength=self.vocab_sizes[0])
+
   def stats(self) -> dict[str, float]:
     lengths = self.user_length
     return dict(

@@ -1,0 +1,186 @@
+"""Tests of `pmix_jax.evaluation` against ranks and metrics computed by hand."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pmix_jax.data.sequences import InteractionLog, build_sequences
+from pmix_jax.evaluation import Evaluator, metrics_from_ranks, ranks_from_scores
+
+NAN = float('nan')
+_ranks_jit = jax.jit(ranks_from_scores)
+
+
+def ranks(scores, targets, exclude=None, tie_share=1.0):
+  exclude = None if exclude is None else jnp.asarray(exclude, bool)
+  out = _ranks_jit(jnp.asarray(scores, jnp.float32), jnp.asarray(targets), exclude, tie_share)
+  return np.asarray(out)
+
+
+def test_counts_strictly_higher_and_ignores_padding():
+  """Rank = candidates scoring strictly higher; item 0 never counts, even scoring highest."""
+  scores = [[9.0, 0.5, 0.1, 0.9, 0.3, 0.7],
+            [9.0, 0.5, 0.1, 0.9, 0.3, 0.7],
+            [9.0, 0.5, 0.1, 0.9, 0.3, 0.7]]
+  # Target 4 (0.3): items 1 (0.5), 3 (0.9), 5 (0.7) are higher -> 3.
+  # Target 3 (0.9): nothing but padding is higher -> 0.  Target 2 (0.1): all 4 others -> 4.
+  for tie_share in (0.0, 0.5, 1.0):
+    np.testing.assert_array_equal(ranks(scores, [4, 3, 2], tie_share=tie_share), [3, 0, 4])
+
+
+def test_ties_are_shared_by_tie_share():
+  """A target tied with 2 other candidates gets #higher + tie_share * 2."""
+  # Target 2 (0.5): item 3 higher, items 1 and 4 tied; item 0 also 0.5 but is padding.
+  scores = [[0.5, 0.5, 0.5, 0.9, 0.5, 0.1]]
+  assert ranks(scores, [2], tie_share=0.0)[0] == 1.0
+  assert ranks(scores, [2], tie_share=0.5)[0] == 2.0
+  assert ranks(scores, [2], tie_share=1.0)[0] == 3.0
+
+
+def test_exclude_removes_items_but_never_the_target():
+  """Excluded items are not candidates; the target stays one even if it is excluded."""
+  scores = [[0.0, 0.9, 0.8, 0.7, 0.6, 0.5],
+            [0.0, 0.6, 0.6, 0.9, 0.6, 0.6]]
+  targets = [4, 2]
+  exclude = [[False, True, False, True, True, False],  # Items 1, 3 and the target 4.
+             [False, True, False, False, False, True]]  # Tied items 1 and 5.
+  # Row 0 without exclusion: items 1, 2, 3 higher -> 3; with it only item 2 -> 1.
+  # Row 1 without exclusion: item 3 higher, items 1, 4, 5 tied -> 1 + 3 = 4; with it the
+  # ties are item 4 only -> 1 + 1 = 2.
+  np.testing.assert_array_equal(ranks(scores, targets), [3, 4])
+  np.testing.assert_array_equal(ranks(scores, targets, exclude), [1, 2])
+  # The target excluded on its own changes nothing.
+  only_target = [[False, False, False, False, True, False],
+                 [False, False, True, False, False, False]]
+  np.testing.assert_array_equal(ranks(scores, targets, only_target), [3, 4])
+
+
+def test_nan_target_ranks_last():
+  """A NaN target score ranks last: number of candidates - 1."""
+  scores = [[0.0, NAN, 0.3, 0.2, 0.1, 0.4]]
+  # 5 candidates (items 1..5) -> 4; with item 2 excluded, 4 candidates -> 3.
+  assert ranks(scores, [1])[0] == 4.0
+  assert ranks(scores, [1], tie_share=0.0)[0] == 4.0
+  exclude = [[False, False, True, False, False, False]]
+  assert ranks(scores, [1], exclude)[0] == 3.0
+
+
+def test_nan_on_other_item_is_ignored():
+  """A NaN score on a non-target is neither higher nor tied."""
+  scores = [[0.0, NAN, 0.3, 0.2, 0.1, 0.4]]
+  # Target 3 (0.2): items 2 (0.3) and 5 (0.4) higher -> 2.
+  assert ranks(scores, [3])[0] == 2.0
+  assert ranks(scores, [3], tie_share=0.0)[0] == 2.0
+
+
+def test_constant_scores_rank_last_under_pessimistic_ties():
+  """A model scoring everything equal gets the worst rank under tie_share = 1."""
+  scores = np.ones((3, 6))
+  # 5 candidates -> rank 4 for any target.
+  np.testing.assert_array_equal(ranks(scores, [1, 3, 5]), [4, 4, 4])
+  # 2 non-target items excluded -> 3 candidates -> rank 2.
+  exclude = np.zeros((3, 6), bool)
+  exclude[:, [2, 4]] = True
+  np.testing.assert_array_equal(ranks(scores, [1, 3, 5], exclude), [2, 2, 2])
+  # Optimistic ties: rank 0.
+  np.testing.assert_array_equal(ranks(scores, [1, 3, 5], tie_share=0.0), [0, 0, 0])
+
+
+def test_metrics_from_integer_ranks():
+  """HR/NDCG/MRR@K of ranks [0, 1, 4, 12], computed by hand."""
+  metrics = metrics_from_ranks(np.array([0, 1, 4, 12]), (1, 5, 20))
+  assert metrics['HR@1'] == pytest.approx(0.25)
+  assert metrics['NDCG@1'] == pytest.approx(0.25)
+  assert metrics['MRR@1'] == pytest.approx(0.25)
+  assert metrics['HR@5'] == pytest.approx(0.75)
+  assert metrics['NDCG@5'] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6)) / 4)
+  assert metrics['MRR@5'] == pytest.approx((1 + 1 / 2 + 1 / 5) / 4)
+  assert metrics['HR@20'] == pytest.approx(1.0)
+  assert metrics['NDCG@20'] == pytest.approx(
+      (1 + 1 / math.log2(3) + 1 / math.log2(6) + 1 / math.log2(14)) / 4)
+  assert metrics['MRR@20'] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 13) / 4)
+  assert set(metrics) == {f'{m}@{k}' for m in ('HR', 'NDCG', 'MRR') for k in (1, 5, 20)}
+
+
+def test_metrics_from_fractional_ranks():
+  """A fractional rank (ties shared) is used as is, including at the K boundary."""
+  metrics = metrics_from_ranks([0.5, 1.0], (1,))
+  assert metrics['HR@1'] == pytest.approx(0.5)
+  assert metrics['NDCG@1'] == pytest.approx((1 / math.log2(2.5)) / 2)
+  assert metrics['MRR@1'] == pytest.approx((1 / 1.5) / 2)
+
+
+# Evaluator on a hand-written dataset: raw item ids 1..5 map to the same indices, and the
+# fixed scores rank item i at i - 1 (item 1 best); padding item 0 scores highest of all, so a
+# padding row (target 0) would rank 0 if it were counted.
+SCORES = jnp.array([10.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+V = 6
+USER_ITEMS = {
+    1: [3, 1, 2, 5],  # train [3, 1], valid 2, test 5
+    2: [4, 2, 4],  # train [4], valid 2, test 4 (test target also in its history)
+    3: [1, 2, 3, 4, 5],  # train [1, 2, 3], valid 4, test 5
+    4: [5, 3],  # train only
+}
+
+
+def fixed_scores(params, inputs):
+  return jnp.broadcast_to(params, (inputs.shape[0], V))
+
+
+@pytest.fixture(name='data', scope='module')
+def fixture_data():
+  user = np.concatenate([[u] * len(items) for u, items in USER_ITEMS.items()])
+  item = np.concatenate(list(USER_ITEMS.values()))
+  log = InteractionLog(user=user, item=item, timestamp=np.arange(len(user)),
+                       fields=dict(action=np.full(len(user), 3)), source='hand-written')
+  data = build_sequences(log, ('action',))
+  np.testing.assert_array_equal(data.item_ids, [0, 1, 2, 3, 4, 5])
+  return data
+
+
+def make_evaluator(data, split, mask_history):
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  return Evaluator(data=data, split=split, max_len=3, batch_size=2, mask_history=mask_history,
+                   tie_share=1.0, ks=(1, 5), mesh=mesh)
+
+
+@pytest.mark.parametrize('split, mask_history, expected', [
+    # Valid targets 2, 2, 4 -> ranks 1, 1, 3.
+    ('valid', False, [1, 1, 3]),
+    # Masking training items: user 1 loses item 1 above 2 -> 0; user 2's history {4} is
+    # below 2 -> 1; user 3 loses 1, 2, 3 above 4 -> 0.
+    ('valid', True, [0, 1, 0]),
+    # Test targets 5, 4, 5 -> ranks 4, 3, 4.
+    ('test', False, [4, 3, 4]),
+    # History now includes the validation item: user 1 {3, 1, 2} leaves only 4 above 5 -> 1;
+    # user 2 {4, 2} leaves 1, 3 above 4 (4 itself stays a candidate) -> 2; user 3 -> 0.
+    ('test', True, [1, 2, 0]),
+])
+def test_evaluator_ranks(data, split, mask_history, expected):
+  """Ranks of the 3 evaluated users; the padded last batch adds no rank."""
+  evaluator = make_evaluator(data, split, mask_history)
+  assert evaluator.num_rows == 3
+  out = evaluator.ranks(fixed_scores, SCORES)
+  assert out.shape == (3,)
+  np.testing.assert_array_equal(out, expected)
+
+
+def test_evaluator_metrics_ignore_padding_rows(data):
+  """Metrics average over the 3 evaluated users only (a padding row would have rank 0)."""
+  metrics = make_evaluator(data, 'valid', False)(fixed_scores, SCORES)
+  # Ranks [1, 1, 3]: no hit at 1; all hits at 5.
+  assert metrics['HR@1'] == 0.0
+  assert metrics['HR@5'] == pytest.approx(1.0)
+  assert metrics['NDCG@5'] == pytest.approx((2 / math.log2(3) + 1 / math.log2(5)) / 3)
+  assert metrics['MRR@5'] == pytest.approx((1 / 2 + 1 / 2 + 1 / 4) / 3)
+
+
+def test_evaluator_reuses_compiled_function_across_params(data):
+  """The same score_fn with new params gives the ranks of the new scores."""
+  evaluator = make_evaluator(data, 'valid', False)
+  evaluator.ranks(fixed_scores, SCORES)
+  reversed_scores = jnp.array([10.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # Item 5 best, rank = 5 - i.
+  np.testing.assert_array_equal(evaluator.ranks(fixed_scores, reversed_scores), [3, 3, 1])

@@ -1,0 +1,117 @@
+"""End-to-end: training learns, resumes exactly after a kill, and is device-count invariant."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from pmix_jax import train
+from pmix_jax.errors import ConfigError
+from tests.conftest import run_main, start_main, tiny_config, tiny_flags
+
+
+@pytest.mark.parametrize('model, epochs', [('pyramid', 3), ('sasrec', 12)])
+def test_beats_popularity_on_synthetic_data(model, epochs, tmp_path):
+  results = train.train_and_evaluate(tiny_config(model, train__num_epochs=epochs),
+                                     str(tmp_path))
+  popularity = results['baselines']['popularity']['test']
+  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
+  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+
+
+def test_workdir_holds_config_checkpoints_events_and_results(tmp_path):
+  train.train_and_evaluate(tiny_config('pyramid', train__num_epochs=1), str(tmp_path))
+  assert 'pyramid_mixer' in (tmp_path / 'config.txt').read_text()
+  assert os.listdir(tmp_path / 'checkpoints' / 'latest')
+  assert os.listdir(tmp_path / 'checkpoints' / 'best')
+  assert glob.glob(str(tmp_path / 'tensorboard' / 'events.out.tfevents.*'))
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['protocol'] == 'full' and set(results['test']) >= {'HR@10', 'NDCG@10', 'MRR@10'}
+
+
+def _commits(workdir):
+  return glob.glob(os.path.join(workdir, 'checkpoints', 'latest', '*', 'commit_success.txt'))
+
+
+def test_resume_after_kill_ends_with_the_same_results(tmp_path):
+  flags = tiny_flags(model__name='pyramid_mixer', train__num_epochs=4,
+                     train__checkpoint_every_steps=3)
+  reference = run_main('pyramid', str(tmp_path / 'reference'), flags)
+  assert reference.returncode == 0, reference.stderr
+
+  workdir = str(tmp_path / 'killed')
+  process = start_main('pyramid', workdir, flags, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  while not _commits(workdir) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+  resumed = run_main('pyramid', workdir, flags)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'Resumed from step' in resumed.stderr
+
+  expected = json.loads((tmp_path / 'reference' / 'results.json').read_text())
+  actual = json.loads(open(os.path.join(workdir, 'results.json')).read())
+  for key in ('test', 'valid', 'train_losses', 'best_step'):
+    assert actual[key] == expected[key], key
+
+
+def test_four_devices_match_one_device(tmp_path):
+  flags = tiny_flags(train__num_epochs=1, train__log_every_steps=1)
+  losses = {}
+  for devices in (1, 4):
+    run = run_main('sasrec', str(tmp_path / str(devices)), flags, devices=devices)
+    assert run.returncode == 0, run.stderr
+    results = json.loads((tmp_path / str(devices) / 'results.json').read_text())
+    assert results['num_devices'] == devices
+    losses[devices] = [loss for _, loss in results['train_losses']]
+  assert len(losses[1]) >= 4
+  assert losses[4] == pytest.approx(losses[1], rel=1e-4)
+
+
+def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
+  run = run_main('sasrec', str(tmp_path), tiny_flags(train__batch_size=66), devices=4)
+  assert run.returncode != 0
+  assert 'config.train.batch_size=66 must be a positive multiple of the number of devices (4)' \
+      in run.stderr
+  assert 'Traceback' not in run.stderr
+
+
+def test_unknown_config_key_is_rejected(tmp_path):
+  run = run_main('sasrec', str(tmp_path), tiny_flags(train__learning_rate=0.1))
+  assert run.returncode != 0 and 'learning_rate' in run.stderr
+
+
+def test_model_key_of_another_model_is_rejected(tmp_path):
+  with pytest.raises(ConfigError, match="does not take"):
+    config = tiny_config('pyramid')
+    config.model.name = 'sasrec'
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_non_causal_model_refuses_sequence_targets(tmp_path):
+  with pytest.raises(ConfigError, match='not causal'):
+    train.train_and_evaluate(tiny_config('pyramid', train__targets='seq2seq'), str(tmp_path))
+
+
+def test_ml100k_from_the_command_line(tmp_path, shared_data):
+  flags = tiny_flags(data__name='ml-100k', train__num_epochs=1)
+  flags.append(f'--config.data.path={os.path.join(shared_data, "ml-100k")}')
+  run = run_main('sasrec', str(tmp_path), flags)
+  assert run.returncode == 0, run.stderr
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert results['data_stats']['users'] == 943 and results['data_stats']['items'] == 1682
+
+
+def test_missing_data_file_names_the_file(tmp_path):
+  run = run_main('sasrec', str(tmp_path / 'run'),
+                 tiny_flags(data__name='ml-100k', data__path=str(tmp_path)))
+  assert run.returncode != 0
+  assert f'{tmp_path}/u.data: file not found' in run.stderr
+  assert 'Traceback' not in run.stderr
