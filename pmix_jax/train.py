@@ -9,6 +9,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -229,6 +230,51 @@ def _summary_writer(workdir: str):
   return tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
 
+@dataclasses.dataclass
+class Setup:
+  """Everything a run computes with, built from the config: data, model, state, steps."""
+  data: data_lib.SequenceData
+  max_len: int
+  model: nn.Module
+  mesh: Mesh
+  train_batches: batches_lib.TrainBatches
+  state: TrainState
+  step_fn: Callable  # (state, batch) -> (state, loss); jitted, donates the state.
+  score_fn: evaluation.ScoreFn
+
+  @classmethod
+  def create(cls, config: ml_collections.ConfigDict) -> Setup:
+    data = data_lib.load(config.data)
+    max_len = config.data.max_len
+    model = models.build(config.model, data.vocab_sizes, max_len)
+    mesh = Mesh(np.array(jax.devices()), ('data',))
+    check_config(config, model, mesh.devices.size)
+    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+    sequence_targets = config.train.targets == 'seq2seq'
+    rows = (batches_lib.window_rows(data, max_len) if sequence_targets
+            else batches_lib.prefix_rows(data))
+    train_batches = batches_lib.TrainBatches(data, rows, max_len, config.train.batch_size,
+                                             sequence_targets, config.seed)
+    tx = make_optimizer(config.train, train_batches.steps_per_epoch * config.train.num_epochs)
+
+    def init(key):
+      params = model.init({'params': key}, jnp.zeros((1, max_len, len(data.vocab_sizes)),
+                                                     jnp.int32), train=False)['params']
+      return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                        opt_state=tx.init(params),
+                        rng=jax.random.key_data(jax.random.fold_in(key, 1)))
+
+    state = jax.jit(init, out_shardings=replicated)(jax.random.key(config.seed))
+    step_fn = jax.jit(
+        functools.partial(train_step, model=model, tx=tx, loss=config.train.loss,
+                          num_negatives=config.train.num_negatives,
+                          sequence_targets=sequence_targets),
+        in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
+        donate_argnums=0)
+    return cls(data, max_len, model, mesh, train_batches, state, step_fn,
+               make_score_fn(model))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.model` on `config.data`, evaluates, and writes everything to `workdir`.
 
@@ -239,41 +285,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   with open(os.path.join(workdir, 'config.txt'), 'w') as f:
     f.write(str(config))
 
-  data = data_lib.load(config.data)
-  max_len = config.data.max_len
-  model = models.build(config.model, data.vocab_sizes, max_len)
-  devices = jax.devices()
-  mesh = Mesh(np.array(devices), ('data',))
-  check_config(config, model, len(devices))
-  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-
-  sequence_targets = config.train.targets == 'seq2seq'
-  rows = (batches_lib.window_rows(data, max_len) if sequence_targets
-          else batches_lib.prefix_rows(data))
-  train_batches = batches_lib.TrainBatches(data, rows, max_len, config.train.batch_size,
-                                           sequence_targets, config.seed)
+  setup = Setup.create(config)
+  data, max_len, state, step_fn = setup.data, setup.max_len, setup.state, setup.step_fn
+  train_batches, score_fn, devices = setup.train_batches, setup.score_fn, setup.mesh.devices
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
-  tx = make_optimizer(config.train, total_steps)
-
-  def init(key):
-    params = model.init({'params': key}, jnp.zeros((1, max_len, len(data.vocab_sizes)),
-                                                   jnp.int32), train=False)['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=jax.random.key_data(jax.random.fold_in(key, 1)))
-
-  state = jax.jit(init, out_shardings=replicated)(jax.random.key(config.seed))
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, loss=config.train.loss,
-                        num_negatives=config.train.num_negatives,
-                        sequence_targets=sequence_targets),
-      in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
-      donate_argnums=0)
-  score_fn = make_score_fn(model)
+  batch_sharding = NamedSharding(setup.mesh, P('data'))
   evaluator = functools.partial(
       evaluation.Evaluator, data=data, max_len=max_len, batch_size=config.eval.batch_size,
       mask_history=config.eval.mask_history, tie_share=config.eval.tie_share,
-      ks=tuple(config.eval.ks), mesh=mesh)
+      ks=tuple(config.eval.ks), mesh=setup.mesh)
   validate = evaluator(split='valid')
 
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
@@ -288,9 +309,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           file=sys.stderr)
 
   writer = _summary_writer(workdir)
-  num_devices = len(devices)
+  num_devices = devices.size
   # Fake CPU devices can deadlock when many collective steps are queued: sync every step.
-  sync_every = 1 if num_devices > 1 and devices[0].platform == 'cpu' else (
+  sync_every = 1 if num_devices > 1 and devices.flat[0].platform == 'cpu' else (
       config.train.log_every_steps)
   metric_name = config.eval.early_stopping_metric
   progress = tqdm.tqdm(total=total_steps, initial=int(meta['step']), unit='step',

@@ -136,7 +136,7 @@ class PeriodScaling(nn.Module):
 
   Each channel learns its own filter over `kernel_size` adjacent behaviors (the mixers do
   the channel mixing). Left-padded so the last window ends on the most recent behavior:
-  `L' = ceil((L - kernel_size) / stride) + 1`. Written as a sum of strided slices, which XLA
+  `L' = max(1, ceil((L - kernel_size) / stride) + 1)`. Written as a sum of strided slices, which XLA
   compiles to fused elementwise code; its depthwise convolution is many times slower on CPU.
   """
   kernel_size: int

@@ -1,0 +1,1 @@
+"""Runnable experiments and benchmarks (run from the repository root with `python -m`)."""

@@ -1,0 +1,120 @@
+r"""Training and evaluation speed on this machine, measured with the training loop's own code.
+
+    python -m experiments.benchmark --data_path=../shared/data/ml-100k
+
+For every model and target mode: the jitted train step's median time (warm-up excluded,
+median over repeats of `--steps` steps), training targets/s counted one per predicted item
+(the way a prefix-per-row framework counts them), sequences/s, the step's FLOPs from XLA's
+cost analysis and the FLOP/s they imply, and the share of a real loop iteration (batch
+gather, host-to-device transfer, dispatch) spent outside the jitted step. Then the time of
+one full-ranking evaluation of every user, after compilation. Without `--data_path` it runs
+on the synthetic data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import statistics
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from pmix_jax import evaluation, models, train
+
+_DATA_PATH = flags.DEFINE_string('data_path', '', 'MovieLens-100K directory (u.data).')
+_MODELS = flags.DEFINE_list('models', ['sasrec', 'pyramid'], 'Config names in configs/.')
+_MAX_LEN = flags.DEFINE_integer('max_len', 50, 'Sequence length.')
+_HIDDEN = flags.DEFINE_integer('hidden', 64, 'Embedding / hidden size.')
+_BATCH = flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed repeat.')
+_REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats (the median is reported).')
+
+
+def benchmark_config(name: str, targets: str):
+  config = importlib.import_module(f'configs.{name}').get_config()
+  if _DATA_PATH.value:
+    config.data.name, config.data.path = 'ml-100k', _DATA_PATH.value
+  config.data.max_len = _MAX_LEN.value
+  config.model.hidden = _HIDDEN.value
+  config.train.batch_size = config.eval.batch_size = _BATCH.value
+  config.train.targets = targets
+  if 'num_layers' in config.model:
+    config.model.num_layers = 2
+  else:  # Two pyramid levels.
+    config.model.kernel_sizes, config.model.strides = (2,), (2,)
+  return config
+
+
+def median_seconds(run, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def measure(name: str, targets: str) -> dict:
+  setup = train.Setup.create(benchmark_config(name, targets))
+  sharding = jax.sharding.NamedSharding(setup.mesh, jax.sharding.PartitionSpec('data'))
+  host_batches = list(itertools.islice(setup.train_batches.epoch(0), _STEPS.value))
+  device_batches = [jax.device_put(b, sharding) for b in host_batches]
+  state = setup.state
+
+  def steps_on_device():
+    nonlocal state
+    for batch in device_batches:
+      state, loss = setup.step_fn(state, batch)
+    jax.block_until_ready(loss)
+
+  def steps_from_host():  # What the training loop does: gather, transfer, step.
+    nonlocal state
+    for batch in itertools.islice(setup.train_batches.epoch(1), _STEPS.value):
+      state, loss = setup.step_fn(state, jax.device_put(batch, sharding))
+    jax.block_until_ready(loss)
+
+  steps_on_device()  # Compile and warm up.
+  step_seconds = median_seconds(steps_on_device, _REPEATS.value) / _STEPS.value
+  loop_seconds = median_seconds(steps_from_host, _REPEATS.value) / _STEPS.value
+  cost = setup.step_fn.lower(state, device_batches[0]).compile().cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost)['flops']
+  predicted = np.mean([(b['targets'] > 0).sum() for b in host_batches])
+  sequences = np.mean([(b['inputs'][:, -1, 0] > 0).sum() for b in host_batches])
+
+  evaluator = evaluation.Evaluator(setup.data, 'test', setup.max_len, _BATCH.value, False, 1.0,
+                                   (10,), setup.mesh)
+  evaluator.ranks(setup.score_fn, state.params)  # Compile.
+  eval_seconds = median_seconds(lambda: evaluator.ranks(setup.score_fn, state.params),
+                                _REPEATS.value)
+  return dict(model=name, targets=targets, step_ms=1e3 * step_seconds,
+              targets_per_s=predicted / step_seconds, sequences_per_s=sequences / step_seconds,
+              gflop_per_step=flops / 1e9, gflop_per_s=flops / 1e9 / step_seconds,
+              outside_step=max(loop_seconds - step_seconds, 0.0) / loop_seconds,
+              eval_users=evaluator.num_rows, eval_s=eval_seconds)
+
+
+def main(argv):
+  del argv
+  print(f'devices: {jax.devices()}; data: {_DATA_PATH.value or "synthetic"}; '
+        f'max_len {_MAX_LEN.value}, hidden {_HIDDEN.value}, batch {_BATCH.value}, 2 layers, '
+        'full-softmax cross-entropy')
+  header = ('| model | targets | step ms | targets/s | sequences/s | GFLOP/step | GFLOP/s '
+            '| outside step | full-ranking eval of all users |')
+  print(header)
+  print('|---' * (header.count('|') - 1) + '|')
+  for name in _MODELS.value:
+    model_name = importlib.import_module(f'configs.{name}').get_config().model.name
+    modes = ['prefix', 'seq2seq'] if models.MODELS[model_name].causal else ['prefix']
+    for targets in modes:
+      r = measure(name, targets)
+      print(f'| {r["model"]} | {r["targets"]} | {r["step_ms"]:.1f} | {r["targets_per_s"]:,.0f} '
+            f'| {r["sequences_per_s"]:,.0f} | {r["gflop_per_step"]:.2f} | '
+            f'{r["gflop_per_s"]:.1f} | {100 * r["outside_step"]:.1f}% | '
+            f'{1e3 * r["eval_s"]:.1f} ms ({r["eval_users"]} users) |', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
