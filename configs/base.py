@@ -31,6 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
   #   RecBole/MLP4Rec augmentation), loss at the last position only.
   # 'seq2seq': one row per window of max_len, loss at every position (causal models only).
   config.train.targets = 'prefix'
+  # seq2seq windows start every `window_stride` behaviors and predict only their latest
+  # `window_stride` positions, so each target keeps >= max_len - stride of context; 0 means
+  # max_len (no overlap).
+  config.train.window_stride = 0
   config.train.batch_size = 256
   config.train.num_epochs = 30
   config.train.optimizer = 'adam'  # 'adam' | 'adamw'

@@ -192,6 +192,10 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
   if train.targets == 'seq2seq' and not model.causal:
     raise ConfigError(f'model {config.model.name!r} is not causal: it cannot be trained on '
                       "every position; use config.train.targets='prefix'")
+  if not 0 <= train.window_stride <= config.data.max_len:
+    raise ConfigError('config.train.window_stride must lie in [0, config.data.max_len]')
+  if train.num_epochs < 1:
+    raise ConfigError('config.train.num_epochs must be at least 1')
   if train.loss not in LOSSES:
     raise ConfigError(f'unknown config.train.loss {train.loss!r}; known: {sorted(LOSSES)}')
   for name, size in [('train.batch_size', train.batch_size),
@@ -251,8 +255,8 @@ class Setup:
     check_config(config, model, mesh.devices.size)
     replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
     sequence_targets = config.train.targets == 'seq2seq'
-    rows = (batches_lib.window_rows(data, max_len) if sequence_targets
-            else batches_lib.prefix_rows(data))
+    rows = (batches_lib.window_rows(data, max_len, config.train.window_stride or max_len)
+            if sequence_targets else batches_lib.prefix_rows(data))
     train_batches = batches_lib.TrainBatches(data, rows, max_len, config.train.batch_size,
                                              sequence_targets, config.seed)
     tx = make_optimizer(config.train, train_batches.steps_per_epoch * config.train.num_epochs)
@@ -374,7 +378,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
   test = evaluator(split='test')
-  final = dict(valid=validate(score_fn, best_state.params), test=test(score_fn, best_state.params))
+  final = dict(valid=validate(score_fn, best_state.params),
+               test=test(score_fn, best_state.params))
   popularity = test(popularity_score, jnp.asarray(data.train_item_counts(), jnp.float32))
   for split, metrics in final.items():
     for name, value in metrics.items():

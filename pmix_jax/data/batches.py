@@ -17,15 +17,22 @@ from pmix_jax.data.sequences import SequenceData
 
 @dataclasses.dataclass(frozen=True)
 class Rows:
-  """`start`, `end`: `[N]` row bounds in `SequenceData.behaviors` (input is `[start, end)`)."""
+  """Windows of users' behaviors in `SequenceData.behaviors`.
+
+  `start`, `end`: `[N]`, the input is `[start, end)` (its last `max_len` behaviors).
+  `first_target`: `[N]` or None; with sequence targets, only behaviors at or after this row
+  are targets (so that overlapping windows count every target once).
+  """
   start: np.ndarray
   end: np.ndarray
+  first_target: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.start)
 
   def take(self, index: np.ndarray) -> Rows:
-    return Rows(self.start[index], self.end[index])
+    return Rows(self.start[index], self.end[index],
+                None if self.first_target is None else self.first_target[index])
 
 
 def prefix_rows(data: SequenceData) -> Rows:
@@ -38,18 +45,24 @@ def prefix_rows(data: SequenceData) -> Rows:
   return Rows(start[user], start[user] + 1 + offset)
 
 
-def window_rows(data: SequenceData, max_len: int) -> Rows:
-  """Windows of `max_len` inputs, tiling each training sequence from its end backwards.
+def window_rows(data: SequenceData, max_len: int, stride: int) -> Rows:
+  """Windows of `max_len` inputs every `stride` behaviors, from each training sequence's end.
 
-  Every training target (each training behavior but the first) appears in exactly one window.
+  Every training target (each training behavior but the first) is a target of exactly one
+  window: the latest `stride` positions of a window are its targets (all positions of a
+  user's earliest window), so with `stride < max_len` each target sees at least
+  `max_len - stride` behaviors of context; `stride = max_len` tiles without overlap.
   """
   start, train_end = data.user_start, data.train_end
   num_targets = np.maximum(train_end - start - 1, 0)
-  num_windows = -(-num_targets // max_len)
+  num_windows = -(-num_targets // stride)
   user = np.repeat(np.arange(data.num_users), num_windows)
   back = np.arange(num_windows.sum()) - np.repeat(np.cumsum(num_windows) - num_windows,
                                                   num_windows)
-  return Rows(start[user], train_end[user] - 1 - back * max_len)
+  end = train_end[user] - 1 - back * stride
+  earliest = back == num_windows[user] - 1
+  first_target = np.where(earliest, start[user] + 1, end - stride + 1)
+  return Rows(start[user], end, first_target)
 
 
 def eval_rows(data: SequenceData, split: str) -> Rows:
@@ -70,7 +83,8 @@ def gather_targets(data: SequenceData, rows: Rows, max_len: int, sequence: bool)
   if not sequence:
     return data.behaviors[rows.end, 0]
   index = rows.end[:, None] - max_len + np.arange(max_len)
-  return data.behaviors[np.where(index >= rows.start[:, None], index + 1, 0), 0]
+  first = rows.start + 1 if rows.first_target is None else rows.first_target
+  return data.behaviors[np.where(index + 1 >= first[:, None], index + 1, 0), 0]
 
 
 def gather_history(data: SequenceData, rows: Rows) -> np.ndarray:
@@ -82,9 +96,9 @@ def gather_history(data: SequenceData, rows: Rows) -> np.ndarray:
 
 def pad_rows(rows: Rows, multiple: int) -> Rows:
   """Pads with empty rows (start = end = 0: no input, target 0 = ignored) to a multiple."""
-  extra = -len(rows) % multiple
-  zeros = np.zeros(extra, rows.start.dtype)
-  return Rows(np.concatenate([rows.start, zeros]), np.concatenate([rows.end, zeros]))
+  zeros = np.zeros(-len(rows) % multiple, rows.start.dtype)
+  pad = lambda array: None if array is None else np.concatenate([array, zeros])
+  return Rows(pad(rows.start), pad(rows.end), pad(rows.first_target))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -125,10 +125,10 @@ class MixerLayer(nn.Module):
     elif self.fusion == 'sum':  # O_b + O_f, counting the residual once.
       update = updates[0] + updates[1]
     else:  # Eq. (2), g ⊙ O_b + (1 - g) ⊙ O_f, one gate per behavior and field.
-      gate = nn.sigmoid(nn.Dense(num_fields, name='fusion_gate')(flat))
-      gate = jnp.repeat(gate, dim, axis=-1)  # [L, B, C]
-      update = updates[1] + gate * (updates[0] - updates[1])
-    return (flat + update).reshape(x.shape)
+      gate = nn.sigmoid(nn.Dense(num_fields, name='fusion_gate')(flat))[..., None]
+      behavior, feature = (u.reshape(x.shape) for u in updates)
+      return x + feature + gate * (behavior - feature)  # gate [L, B, F, 1]
+    return x + update.reshape(x.shape)
 
 
 class PeriodScaling(nn.Module):
@@ -136,8 +136,9 @@ class PeriodScaling(nn.Module):
 
   Each channel learns its own filter over `kernel_size` adjacent behaviors (the mixers do
   the channel mixing). Left-padded so the last window ends on the most recent behavior:
-  `L' = max(1, ceil((L - kernel_size) / stride) + 1)`. Written as a sum of strided slices, which XLA
-  compiles to fused elementwise code; its depthwise convolution is many times slower on CPU.
+  `L' = max(1, ceil((L - kernel_size) / stride) + 1)`. Written as a sum of strided slices,
+  which XLA compiles to fused elementwise code; its depthwise convolution is many times
+  slower on CPU.
   """
   kernel_size: int
   stride: int

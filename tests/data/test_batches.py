@@ -72,7 +72,7 @@ def test_gather_targets_sequence_mode(data):
 
 def test_window_rows_cover_each_training_target_once(data):
   """Windows tile the training sequences: every training target once, nothing held out."""
-  rows = batches.window_rows(data, MAX_LEN)
+  rows = batches.window_rows(data, MAX_LEN, MAX_LEN)
   np.testing.assert_array_equal(rows.end, [5, 2, 9, 13, 16])
   inputs = batches.gather_inputs(data, rows, MAX_LEN)[:, :, 0]
   targets = batches.gather_targets(data, rows, MAX_LEN, sequence=True)
@@ -90,9 +90,27 @@ def test_window_rows_cover_each_training_target_once(data):
 
 def test_window_rows_with_long_max_len(data):
   """With max_len longer than any sequence there is one window per user with targets."""
-  rows = batches.window_rows(data, 10)
+  rows = batches.window_rows(data, 10, 10)
   np.testing.assert_array_equal(rows.start, [1, 8, 12, 14])
   np.testing.assert_array_equal(rows.end, [5, 9, 13, 16])
+
+
+def test_overlapping_windows_count_each_target_once_with_context(data):
+  """stride 1 < max_len: a window per target, each predicting only its latest position."""
+  rows = batches.window_rows(data, MAX_LEN, 1)
+  inputs = batches.gather_inputs(data, rows, MAX_LEN)[:, :, 0]
+  targets = batches.gather_targets(data, rows, MAX_LEN, sequence=True)
+  assert sorted(targets[targets > 0].tolist()) == TRAIN_TARGETS
+  # Only the user's earliest window may predict before its last position; every other
+  # target is predicted from the full context a prefix row would have.
+  prefix = batches.prefix_rows(data)
+  prefix_inputs = batches.gather_inputs(data, prefix, MAX_LEN)[:, :, 0]
+  prefix_targets = batches.gather_targets(data, prefix, MAX_LEN, sequence=False)
+  for row, target in zip(inputs, targets):
+    last = target[-1]
+    assert last > 0 and (target[:-1] == 0).all() or row[0] == 0
+    match = np.flatnonzero(prefix_targets == last)
+    np.testing.assert_array_equal(prefix_inputs[match[0]], row)
 
 
 def test_eval_rows_valid(data):
