@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Side feature fields of each behavior, after the item id (field 0).
   config.data.features = ('action', 'category')
   config.data.synthetic = ml_collections.ConfigDict(dict(
-      num_users=2000, num_items=400, num_categories=12, mean_length=40, seed=0))
+      num_users=1000, num_items=400, num_categories=12, mean_length=30, seed=0))
 
   config.model = ml_collections.ConfigDict()
   config.model.name = ''  # Set by the model config; see `pmix_jax.models.MODELS`.

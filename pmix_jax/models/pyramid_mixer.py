@@ -81,13 +81,14 @@ class TokenMixerMlp(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     length = x.shape[0]
-    init = nn.initializers.lecun_normal()
-    w1 = self.param('w1', init, (length, self.hidden))
-    w2 = self.param('w2', init, (self.hidden, length))
-    h = jnp.einsum('nbc,nh->hbc', x, w1) + self.param('b1', nn.initializers.zeros,
+    init = nn.initializers.lecun_normal(in_axis=-1, out_axis=-2)  # Weights are [out, in].
+    w1 = self.param('w1', init, (self.hidden, length))
+    w2 = self.param('w2', init, (length, self.hidden))
+    # Weight first: XLA then needs no layout change of the activations.
+    h = jnp.einsum('hn,nbc->hbc', w1, x) + self.param('b1', nn.initializers.zeros,
                                                       (self.hidden, 1, 1))
     h = Dropout(self.dropout)(ACTIVATIONS[self.activation](h), deterministic=not train)
-    return jnp.einsum('hbc,hn->nbc', h, w2) + self.param('b2', nn.initializers.zeros,
+    return jnp.einsum('nh,hbc->nbc', w2, h) + self.param('b2', nn.initializers.zeros,
                                                          (length, 1, 1))
 
 
