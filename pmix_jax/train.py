@@ -54,7 +54,8 @@ def _masked_mean(per_target: jax.Array, targets: jax.Array) -> jax.Array:
 
 def softmax_loss(hidden, table, targets, key, num_negatives):
   del key, num_negatives
-  logits = jnp.einsum('btd,vd->btv', hidden, table)
+  # A 2-D product: XLA's CPU dot is much slower on the equivalent 3-D einsum.
+  logits = (hidden.reshape(-1, hidden.shape[-1]) @ table.T).reshape(*targets.shape, -1)
   logits = jnp.where(jnp.arange(table.shape[0]) == 0, NEG_INF, logits)  # Padding is no class.
   return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets), targets)
 
