@@ -179,7 +179,7 @@ class PyramidMixer(nn.Module):
 
   causal: ClassVar[bool] = False
 
-  def setup_check(self) -> None:
+  def _check_config(self) -> None:
     if not (self.cross_behavior or self.cross_feature):
       raise ConfigError('pyramid_mixer needs cross_behavior or cross_feature (or both)')
     if len(self.kernel_sizes) != len(self.strides):
@@ -193,7 +193,7 @@ class PyramidMixer(nn.Module):
   @nn.compact
   def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
     """`inputs` `[B, L, F]` -> hidden `[B, 1, D]`, item table `[V, D]`."""
-    self.setup_check()
+    self._check_config()
     # All fields share one table (field f's ids offset by the sizes before it), so the
     # embedding of the whole sequence is a single gather.
     offsets = np.cumsum((0,) + self.vocab_sizes[:-1])
