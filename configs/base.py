@@ -14,7 +14,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   # Registered names: see `pmix_jax.data.DATASETS`. 'synthetic' needs no files.
   config.data.name = 'synthetic'
-  config.data.path = ''  # Directory with the raw files, for file-based datasets.
+  # The dataset's directory (ml-100k, ml-1m-seq) or file (sequence-file, recbole .inter).
+  config.data.path = ''
+  # Filters applied before the split: 'none', 'recbole_mlp4rec' (iterative 5-core),
+  # 'automlp' (5-core items, 10-core users), 'sasrec' (items with < 5 interactions dropped).
+  config.data.preset = 'none'
   config.data.max_len = 50
   # Side feature fields of each behavior, after the item id (field 0).
   config.data.features = ('action', 'category')

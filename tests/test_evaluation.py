@@ -137,7 +137,7 @@ def fixture_data():
   log = InteractionLog(user=user, item=item, timestamp=np.arange(len(user)),
                        fields=dict(action=np.full(len(user), 3)), source='hand-written')
   data = build_sequences(log, ('action',))
-  np.testing.assert_array_equal(data.item_ids, [0, 1, 2, 3, 4, 5])
+  np.testing.assert_array_equal(data.item_ids, [1, 2, 3, 4, 5])
   return data
 
 

@@ -6,7 +6,9 @@ from typing import Callable
 
 import ml_collections
 
-from pmix_jax.data import movielens, synthetic
+import dataclasses
+
+from pmix_jax.data import movielens, preprocessing, recbole, sequence_files, synthetic
 from pmix_jax.data.sequences import InteractionLog, SequenceData, build_sequences
 from pmix_jax.errors import DataError
 
@@ -14,14 +16,21 @@ from pmix_jax.errors import DataError
 DATASETS: dict[str, Callable[[ml_collections.ConfigDict], InteractionLog]] = {
     'synthetic': lambda cfg: synthetic.generate(**cfg.synthetic),
     'ml-100k': lambda cfg: movielens.load_ml100k(cfg.path, tuple(cfg.features)),
+    'ml-1m-seq': lambda cfg: movielens.load_ml1m_sequences(cfg.path, tuple(cfg.features)),
+    'sequence-file': lambda cfg: sequence_files.load_sequence_file(cfg.path,
+                                                                   tuple(cfg.features)),
+    'recbole': lambda cfg: recbole.load_recbole(cfg.path, tuple(cfg.features)),
 }
 
 
 def load(config: ml_collections.ConfigDict) -> SequenceData:
-  """Reads `config.data.name` and returns its sequences with the requested feature fields."""
+  """Reads `config.data.name`, applies `config.data.preset` and returns the sequences with the
+  requested feature fields."""
   if config.name not in DATASETS:
     raise DataError(f'unknown config.data.name {config.name!r}; known: {sorted(DATASETS)}')
-  return build_sequences(DATASETS[config.name](config), tuple(config.features))
+  log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](config))
+  data = build_sequences(log, tuple(config.features))
+  return dataclasses.replace(data, removed=removed)
 
 
 __all__ = ['DATASETS', 'DataError', 'InteractionLog', 'SequenceData', 'load']

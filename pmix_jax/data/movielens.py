@@ -1,4 +1,4 @@
-"""MovieLens in the raw GroupLens layout.
+"""MovieLens in the raw GroupLens layout, and ML-1M as chronological sequences.
 
 ML-100K: `u.data` (tab-separated user, item, rating, unix timestamp; required) and `u.item`
 (`|`-separated, Latin-1; needed only for the `category` field, the movie's first listed genre).
@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from pmix_jax.data import sequence_files
 from pmix_jax.data.readers import check_range, read_int_table, read_text
 from pmix_jax.data.sequences import InteractionLog, time_fields
 from pmix_jax.errors import DataError
@@ -58,3 +59,39 @@ def load_ml100k(directory: str, features: tuple[str, ...]) -> InteractionLog:
     fields['category'] = lookup[table['item']]
   return InteractionLog(user=table['user'], item=table['item'], timestamp=table['timestamp'],
                         fields=fields, source=path)
+
+
+ML1M_GENRES = ('Action', 'Adventure', 'Animation', "Children's", 'Comedy', 'Crime',
+               'Documentary', 'Drama', 'Fantasy', 'Film-Noir', 'Horror', 'Musical', 'Mystery',
+               'Romance', 'Sci-Fi', 'Thriller', 'War', 'Western')
+
+
+def read_ml1m_genres(path: str) -> dict[int, int]:
+  """Movie id -> index + 1 of its first listed genre, from `movies.dat` (Latin-1)."""
+  genres = {}
+  for number, line in enumerate(read_text(path, encoding='latin-1').splitlines(), start=1):
+    values = line.split('::')
+    if len(values) != 3:
+      raise DataError(f'{path}:{number}: expected 3 ::-separated fields (MovieID, Title, '
+                      f'Genres), found {len(values)}')
+    first = values[2].split('|')[0]
+    if not values[0].isdigit() or first not in ML1M_GENRES:
+      field = 'MovieID' if not values[0].isdigit() else 'Genres'
+      raise DataError(f'{path}:{number}: field {field!r} is invalid: {line!r}')
+    genres[int(values[0])] = ML1M_GENRES.index(first) + 1
+  return genres
+
+
+def load_ml1m_sequences(directory: str, features: tuple[str, ...]) -> InteractionLog:
+  """ML-1M as time-ordered sequences (`ml-1m_seq_chrono.txt`, no ratings or timestamps);
+  `category` is the first genre from `movies.dat`."""
+  if not directory:
+    raise DataError('config.data.path must name the directory holding ml-1m_seq_chrono.txt')
+  path = os.path.join(directory, 'ml-1m_seq_chrono.txt')
+  user, item, position = sequence_files.read_sequences(path)
+  fields = {}
+  if 'category' in features:
+    movies = os.path.join(directory, 'movies.dat')
+    fields['category'] = sequence_files.lookup(movies, read_ml1m_genres(movies), item,
+                                               'genre')
+  return InteractionLog(user=user, item=item, timestamp=position, fields=fields, source=path)

@@ -19,6 +19,40 @@ def read_text(path: str, encoding: str = 'utf-8') -> str:
   return text
 
 
+def split_table(path: str, lines: list[str], fields: tuple[str, ...], delimiter: str,
+                first_line: int = 1) -> np.ndarray:
+  """`[len(lines), len(fields)]` string tokens; a line with another column count is an
+  error naming it (`first_line` is the file line number of `lines[0]`)."""
+  # Vectorised column count of every line: delimiters between consecutive newlines.
+  raw = np.frombuffer('\n'.join(lines).encode(), np.uint8)
+  delimiters = np.concatenate([[0], np.cumsum(raw == ord(delimiter))])
+  line_ends = np.concatenate([np.flatnonzero(raw == ord('\n')), [len(raw)]])
+  columns = np.diff(np.concatenate([[0], delimiters[line_ends]])) + 1
+  if (columns != len(fields)).any():
+    bad = int(np.argmax(columns != len(fields)))
+    raise DataError(f'{path}:{bad + first_line}: expected {len(fields)} fields '
+                    f'({", ".join(fields)}), found {columns[bad]}: {lines[bad]!r}')
+  return np.array(delimiter.join(lines).split(delimiter)).reshape(len(lines), len(fields))
+
+
+def parse_numbers(path: str, tokens: np.ndarray, field: str, dtype: type,
+                  first_line: int = 1) -> np.ndarray:
+  """`tokens` `[N]` as numbers; the first that does not parse is an error naming its line."""
+  try:
+    return tokens.astype(dtype)
+  except (ValueError, OverflowError):
+    for line, token in enumerate(tokens, start=first_line):
+      try:
+        value = dtype(token)
+        if dtype is np.int64 and not -2**63 <= int(token) < 2**63:
+          raise OverflowError
+      except (ValueError, OverflowError):
+        kind = 'an integer' if dtype is np.int64 else 'a number'
+        raise DataError(f'{path}:{line}: field {field!r} is not {kind} '
+                        f'(64-bit): {token!r}') from None
+    raise
+
+
 def read_int_table(path: str, fields: tuple[str, ...], delimiter: str
                    ) -> dict[str, np.ndarray]:
   """Reads a headerless table of integers, `len(fields)` columns, into named int64 columns.
@@ -26,38 +60,9 @@ def read_int_table(path: str, fields: tuple[str, ...], delimiter: str
   Every line must have exactly `len(fields)` values separated by the one-character
   `delimiter`: a malformed or blank line is an error naming it, never skipped.
   """
-  lines = read_text(path).splitlines()
-  # Vectorised column count of every line: delimiters between consecutive newlines.
-  raw = np.frombuffer('\n'.join(lines).encode(), np.uint8)
-  delimiters = np.concatenate([[0], np.cumsum(raw == ord(delimiter))])
-  line_ends = np.concatenate([np.flatnonzero(raw == ord('\n')), [len(raw)]])
-  columns = np.diff(np.concatenate([[0], delimiters[line_ends]])) + 1
-  try:
-    if (columns != len(fields)).any():
-      raise ValueError
-    table = np.array(delimiter.join(lines).split(delimiter), dtype=np.int64)
-  except (ValueError, OverflowError):
-    _raise_first_bad_line(path, lines, fields, delimiter)
-  table = table.reshape(len(lines), len(fields))
-  return {name: table[:, i] for i, name in enumerate(fields)}
-
-
-def _raise_first_bad_line(path: str, lines: list[str], fields: tuple[str, ...],
-                          delimiter: str) -> None:
-  for number, line in enumerate(lines, start=1):
-    values = line.split(delimiter)
-    if len(values) != len(fields):
-      raise DataError(f'{path}:{number}: expected {len(fields)} fields '
-                      f'({", ".join(fields)}), found {len(values)}: {line!r}')
-    for name, value in zip(fields, values):
-      try:
-        number_value = int(value)
-      except ValueError:
-        raise DataError(f'{path}:{number}: field {name!r} is not an integer: {value!r}'
-                        ) from None
-      if not -2**63 <= number_value < 2**63:
-        raise DataError(f'{path}:{number}: field {name!r} = {value} does not fit in 64 bits')
-  raise DataError(f'{path}: could not parse as a table of {fields}')
+  table = split_table(path, read_text(path).splitlines(), fields, delimiter)
+  return {name: parse_numbers(path, table[:, i], name, np.int64)
+          for i, name in enumerate(fields)}
 
 
 def check_range(path: str, table: dict[str, np.ndarray], field: str, low: int,

@@ -44,8 +44,6 @@ class InteractionLog:
     for name, column in self.fields.items():
       if n and column.min() < 1:
         raise DataError(f'{self.source}: field {name!r} has a value < 1 (0 is padding)')
-    if n == 0:
-      raise DataError(f'{self.source}: no interactions')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +56,10 @@ class SequenceData:
     behaviors: `[T + 1, F]` int32; row 0 is padding, users are contiguous blocks.
     user_start: `[U]` row of each user's first behavior in `behaviors`.
     user_length: `[U]` number of behaviors of each user.
-    item_ids: `[num_items + 1]` raw id of each item index (entry 0 unused).
+    item_ids: `[num_items]` raw id of item index i + 1 (ints or strings, as in the log).
     user_ids: `[U]` raw id of each user index.
     source: description of the origin.
+    removed: what preprocessing removed (interactions, users, items), for `stats()`.
   """
   field_names: tuple[str, ...]
   vocab_sizes: tuple[int, ...]
@@ -70,6 +69,7 @@ class SequenceData:
   item_ids: np.ndarray
   user_ids: np.ndarray
   source: str
+  removed: dict[str, int] = dataclasses.field(default_factory=dict)
 
   @property
   def num_items(self) -> int:
@@ -105,7 +105,7 @@ class SequenceData:
         density=float(lengths.sum() / (self.num_users * self.num_items)),
         length_p50=float(np.percentile(lengths, 50)),
         length_p90=float(np.percentile(lengths, 90)),
-        length_max=int(lengths.max()))
+        length_max=int(lengths.max()), **self.removed)
 
 
 def time_fields(timestamp: np.ndarray) -> dict[str, np.ndarray]:
@@ -116,6 +116,8 @@ def time_fields(timestamp: np.ndarray) -> dict[str, np.ndarray]:
 
 def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> SequenceData:
   """Remaps ids to 1..N, orders each user's behaviors by time (stable) and lays them out."""
+  if not len(log.user):
+    raise DataError(f'{log.source}: no interactions')
   missing = [name for name in feature_names if name not in log.fields]
   if missing:
     raise DataError(f'{log.source}: feature field(s) {missing} requested by '
@@ -135,4 +137,4 @@ def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> Sequ
       field_names=('item',) + tuple(feature_names), vocab_sizes=vocab_sizes,
       behaviors=behaviors, user_start=user_start.astype(np.int64),
       user_length=user_length.astype(np.int64),
-      item_ids=np.concatenate([[0], item_ids]), user_ids=user_ids, source=log.source)
+      item_ids=item_ids, user_ids=user_ids, source=log.source)

@@ -32,7 +32,7 @@ def make_log(rows=ROWS, **extra_fields):
 def test_ids_are_remapped_with_zero_as_padding():
   """Items 1..N follow sorted raw ids, users are sorted raw ids, index 0 is padding."""
   data = build_sequences(make_log(), ('action',))
-  np.testing.assert_array_equal(data.item_ids[1:], [100, 101, 102, 103, 104, 105])
+  np.testing.assert_array_equal(data.item_ids, [100, 101, 102, 103, 104, 105])
   np.testing.assert_array_equal(data.user_ids, [10, 20, 30])
   assert data.num_items == 6
   assert data.num_users == 3
@@ -106,10 +106,11 @@ def test_mismatched_column_length_is_rejected():
 
 
 def test_empty_log_is_rejected():
-  """A log without interactions raises a DataError."""
+  """A log without interactions cannot become sequences (filters may empty a log first)."""
   empty = np.zeros(0, np.int64)
-  with pytest.raises(DataError, match='no interactions'):
-    InteractionLog(user=empty, item=empty, timestamp=empty, fields={}, source='empty')
+  log = InteractionLog(user=empty, item=empty, timestamp=empty, fields={}, source='empty')
+  with pytest.raises(DataError, match='empty: no interactions'):
+    build_sequences(log, ())
 
 
 def test_time_fields_on_known_timestamps():
