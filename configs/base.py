@@ -57,7 +57,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.progress_bar = True
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.protocol = 'full'  # Rank the target against every item.
+  # 'full': rank the target against every item. 'uniform:N' / 'popularity:N': against N
+  # sampled negatives (uniform, or by whole-dataset popularity), as papers report; drawn once
+  # from `negatives_seed` and saved in the workdir.
+  config.eval.protocol = 'full'
+  config.eval.negatives_seed = 0
+  config.eval.negatives_exclude_history = False  # Sampled negatives avoid earlier items.
   config.eval.batch_size = 256
   config.eval.every_epochs = 1
   config.eval.ks = (5, 10, 20)

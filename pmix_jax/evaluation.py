@@ -1,4 +1,9 @@
-"""Full-ranking evaluation: explicit ranks with a stated tie policy, batched and jitted.
+"""Evaluation: explicit ranks with a stated tie policy, batched and jitted.
+
+Protocols: `full` (default) ranks the target against every item; `uniform:N` and
+`popularity:N` rank it against N sampled negatives only, as many papers do (RecBole: 100,
+popularity-sampled). Sampled metrics are much higher than full-ranking ones and do not order
+models reliably; they exist to compare with papers, and every result names its protocol.
 
 The rank of a target (0 = best) is
 
@@ -25,6 +30,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pmix_jax.data import batches as batches_lib
 from pmix_jax.data.sequences import SequenceData
+from pmix_jax.errors import ConfigError
 
 ScoreFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [B, L, F]) -> [B, V]
 
@@ -46,6 +52,64 @@ def ranks_from_scores(scores: jax.Array, targets: jax.Array, exclude: jax.Array 
   tied = jnp.sum(candidate & (scores == target_score[:, None]), axis=1) - 1
   rank = higher + tie_share * tied
   return jnp.where(jnp.isnan(target_score), candidate.sum(axis=1) - 1, rank).astype(jnp.float32)
+
+
+def ranks_among_candidates(scores: jax.Array, targets: jax.Array, negatives: jax.Array,
+                           tie_share: float) -> jax.Array:
+  """`[B]` ranks of `targets` among themselves and their sampled `negatives` `[B, N]`.
+
+  The same tie policy as `ranks_from_scores`; a NaN target score ranks last (N).
+  """
+  rows = jnp.arange(scores.shape[0])
+  target_score = scores[rows, targets][:, None]
+  negative_scores = jnp.take_along_axis(scores, negatives, axis=1)
+  rank = (jnp.sum(negative_scores > target_score, axis=1)
+          + tie_share * jnp.sum(negative_scores == target_score, axis=1))
+  return jnp.where(jnp.isnan(target_score[:, 0]), negatives.shape[1], rank).astype(jnp.float32)
+
+
+def parse_protocol(protocol: str) -> tuple[str, int]:
+  """'full' -> ('full', 0); 'uniform:100' -> ('uniform', 100); also 'popularity:N'."""
+  kind, _, count = protocol.partition(':')
+  if protocol == 'full':
+    return 'full', 0
+  if kind in ('uniform', 'popularity') and count.isdigit() and int(count) > 0:
+    return kind, int(count)
+  raise ConfigError(f"unknown config.eval.protocol {protocol!r}; known: 'full', "
+                    "'uniform:N', 'popularity:N' (N > 0 sampled negatives)")
+
+
+def sample_negatives(data: SequenceData, split: str, protocol: str, seed: int,
+                     exclude_history: bool, chunk: int = 512) -> np.ndarray:
+  """`[num_rows, N]` distinct negatives per target of `split`, never the target itself.
+
+  'uniform' draws items uniformly; 'popularity' in proportion to their count in the whole
+  dataset (all splits, as RecBole does). Without replacement, by the Gumbel-top-k trick.
+  With `exclude_history`, the user's earlier items are not drawn either.
+  """
+  kind, count = parse_protocol(protocol)
+  rows = batches_lib.eval_rows(data, split)
+  targets = batches_lib.gather_targets(data, rows, 1, False)
+  vocab = data.vocab_sizes[0]
+  weights = (np.bincount(data.behaviors[1:, 0], minlength=vocab).astype(np.float64)
+             if kind == 'popularity' else np.ones(vocab))
+  weights[0] = 0.0
+  log_weights = np.log(weights, out=np.full(vocab, -np.inf), where=weights > 0)
+  rng = np.random.default_rng([seed, {'valid': 0, 'test': 1}[split]])
+  negatives = np.empty((len(rows), count), np.int32)
+  for begin in range(0, len(rows), chunk):
+    part = slice(begin, begin + chunk)
+    keys = log_weights + rng.gumbel(size=(len(targets[part]), vocab))
+    keys[np.arange(len(keys)), targets[part]] = -np.inf
+    if exclude_history:
+      history = batches_lib.gather_history(data, rows.take(np.arange(len(rows))[part]))
+      keys[np.arange(len(keys))[:, None], history] = -np.inf
+    available = np.isfinite(keys).sum(axis=1).min()
+    if available < count:
+      raise ConfigError(f'protocol {protocol!r} needs {count} negatives per target, but a '
+                        f'user of {data.source} has only {available} items to draw from')
+    negatives[part] = np.argpartition(-keys, count - 1, axis=1)[:, :count]
+  return negatives
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
@@ -82,6 +146,7 @@ class Evaluator:
   tie_share: float
   ks: tuple[int, ...]
   mesh: Mesh
+  negatives: np.ndarray | None = None  # [rows of the split, N]: a sampled protocol.
 
   def __post_init__(self):
     rows = batches_lib.eval_rows(self.data, self.split)
@@ -96,7 +161,14 @@ class Evaluator:
     self.arrays = dict(
         inputs=lay_out(batches_lib.gather_inputs(self.data, rows, self.max_len)),
         targets=lay_out(batches_lib.gather_targets(self.data, rows, self.max_len, False)))
-    if self.mask_history:
+    if self.negatives is not None:
+      if self.negatives.shape[0] != self.num_rows:
+        raise ConfigError(f'{len(self.negatives)} rows of negatives for {self.num_rows} '
+                          f'{self.split} targets')
+      self.arrays['negatives'] = lay_out(np.concatenate(
+          [self.negatives, np.ones((len(rows) - self.num_rows, self.negatives.shape[1]),
+                                   self.negatives.dtype)]))
+    elif self.mask_history:
       self.arrays['history'] = lay_out(batches_lib.gather_history(self.data, rows))
     self._compiled: dict[ScoreFn, Callable] = {}
 
@@ -115,6 +187,9 @@ class Evaluator:
 
     def rank_batch(params, batch):
       scores = score_fn(params, batch['inputs']).astype(jnp.float32)
+      if 'negatives' in batch:
+        return ranks_among_candidates(scores, batch['targets'], batch['negatives'],
+                                      self.tie_share)
       exclude = history_mask(batch['history'], vocab) if 'history' in batch else None
       return ranks_from_scores(scores, batch['targets'], exclude, self.tie_share)
 

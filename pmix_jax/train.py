@@ -143,6 +143,28 @@ def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
   return score
 
 
+def load_or_sample_negatives(workdir: str, data: data_lib.SequenceData, split: str,
+                             config: ml_collections.ConfigDict) -> np.ndarray | None:
+  """The sampled protocol's negatives for `split`: drawn once from `negatives_seed` and kept
+  in `workdir/negatives/`, so that a resumed run scores the same candidates (and, being
+  deterministic, runs of other models with the same seed draw the same ones)."""
+  kind, _ = evaluation.parse_protocol(config.protocol)
+  if kind == 'full':
+    return None
+  name = (f'{split}-{config.protocol.replace(":", "")}-seed{config.negatives_seed}'
+          f'{"-nohistory" if config.negatives_exclude_history else ""}.npy')
+  path = os.path.join(workdir, 'negatives', name)
+  if os.path.exists(path):
+    return np.load(path)
+  negatives = evaluation.sample_negatives(data, split, config.protocol, config.negatives_seed,
+                                          config.negatives_exclude_history)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + '.tmp', 'wb') as f:
+    np.save(f, negatives)
+  os.replace(path + '.tmp', path)  # Never a half-written file.
+  return negatives
+
+
 def popularity_score(counts: jax.Array, inputs: jax.Array) -> jax.Array:
   """The most-popular ranker as a score function: training counts, the same for every user."""
   return jnp.broadcast_to(counts, (inputs.shape[0], counts.shape[0]))
@@ -204,9 +226,7 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
     if size <= 0 or size % num_devices:
       raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
                         f'of devices ({num_devices})')
-  if evaluation_config.protocol != 'full':
-    raise ConfigError(f"unknown config.eval.protocol {evaluation_config.protocol!r}; "
-                      "known: ['full']")
+  evaluation.parse_protocol(evaluation_config.protocol)
   metric_names = evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks))
   if evaluation_config.early_stopping_metric not in metric_names:
     raise ConfigError(f'config.eval.early_stopping_metric '
@@ -296,11 +316,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
   batch_sharding = NamedSharding(setup.mesh, P('data'))
-  evaluator = functools.partial(
-      evaluation.Evaluator, data=data, max_len=max_len, batch_size=config.eval.batch_size,
-      mask_history=config.eval.mask_history, tie_share=config.eval.tie_share,
-      ks=tuple(config.eval.ks), mesh=setup.mesh)
-  validate = evaluator(split='valid')
+  def evaluator(split: str) -> evaluation.Evaluator:
+    return evaluation.Evaluator(
+        data, split, max_len, config.eval.batch_size, config.eval.mask_history,
+        config.eval.tie_share, tuple(config.eval.ks), setup.mesh,
+        negatives=load_or_sample_negatives(workdir, data, split, config.eval))
+
+  validate = evaluator('valid')
 
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                             config.checkpoint.keep_latest)
@@ -378,7 +400,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
-  test = evaluator(split='test')
+  test = evaluator('test')
   final = dict(valid=validate(score_fn, best_state.params),
                test=test(score_fn, best_state.params))
   popularity = test(popularity_score, jnp.asarray(data.train_item_counts(), jnp.float32))
@@ -388,7 +410,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer.close()
   results = dict(
       model=config.model.name, dataset=data.source, data_stats=data.stats(),
-      protocol='full', mask_history=config.eval.mask_history,
+      protocol=config.eval.protocol, mask_history=config.eval.mask_history,
       tie_share=config.eval.tie_share, num_devices=num_devices,
       num_params=int(sum(x.size for x in jax.tree.leaves(best_state.params))),
       best_epoch=meta['best_epoch'], best_step=meta['best_step'], epochs_run=meta['epoch'],
@@ -397,7 +419,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       baselines=dict(popularity=dict(test=popularity)), **final)
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=1)
-  print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, '
-        f'protocol full ranking ({data.stats()["items"]} items)')
+  print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, protocol '
+        f'{config.eval.protocol} ({data.num_items} items)')
   print(format_metrics({**final, 'test pop.': popularity}, tuple(config.eval.ks)))
   return results

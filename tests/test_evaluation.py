@@ -7,8 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pmix_jax.data import batches, synthetic
 from pmix_jax.data.sequences import InteractionLog, build_sequences
-from pmix_jax.evaluation import Evaluator, metrics_from_ranks, ranks_from_scores
+from pmix_jax.errors import ConfigError
+from pmix_jax.evaluation import (Evaluator, metrics_from_ranks, parse_protocol,
+                                 ranks_among_candidates, ranks_from_scores, sample_negatives)
 
 NAN = float('nan')
 _ranks_jit = jax.jit(ranks_from_scores)
@@ -184,3 +187,58 @@ def test_evaluator_reuses_compiled_function_across_params(data):
   evaluator.ranks(fixed_scores, SCORES)
   reversed_scores = jnp.array([10.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # Item 5 best, rank = 5 - i.
   np.testing.assert_array_equal(evaluator.ranks(fixed_scores, reversed_scores), [3, 3, 1])
+
+
+def test_ranks_among_candidates_by_hand():
+  """Only the sampled negatives compete; ties follow tie_share; NaN ranks last."""
+  scores = jnp.asarray([[0.0, 0.9, 0.5, 0.5, 0.1, 0.7],
+                        [0.0, NAN, 0.5, 0.5, 0.1, 0.7]], jnp.float32)
+  targets = jnp.asarray([2, 1])
+  negatives = jnp.asarray([[3, 4, 5], [3, 4, 5]])
+  # Row 0: item 5 (0.7) higher, item 3 tied, item 4 lower; item 1 (0.9) is not sampled.
+  np.testing.assert_array_equal(ranks_among_candidates(scores, targets, negatives, 0.0)[:1], [1])
+  np.testing.assert_array_equal(ranks_among_candidates(scores, targets, negatives, 1.0), [2, 3])
+
+
+def _synthetic(num_users=40):
+  return build_sequences(synthetic.generate(num_users, 60, 4, 12, seed=1), ())
+
+
+@pytest.mark.parametrize('protocol', ['uniform:20', 'popularity:20'])
+def test_sampled_negatives_are_distinct_never_the_target_and_seeded(protocol):
+  data = _synthetic()
+  negatives = sample_negatives(data, 'test', protocol, seed=3, exclude_history=False)
+  targets = batches.gather_targets(data, batches.eval_rows(data, 'test'), 1, False)
+  assert negatives.shape == (len(targets), 20)
+  assert all(len(set(row)) == 20 for row in negatives.tolist())
+  assert not (negatives == targets[:, None]).any() and (negatives > 0).all()
+  np.testing.assert_array_equal(negatives, sample_negatives(data, 'test', protocol, 3, False))
+  assert not np.array_equal(negatives, sample_negatives(data, 'test', protocol, 4, False))
+
+
+def test_popularity_negatives_follow_item_counts():
+  """Popular items are drawn far more often than rare ones; uniform draws are flat."""
+  data = _synthetic(400)
+  counts = np.bincount(data.behaviors[1:, 0], minlength=data.vocab_sizes[0])[1:]
+  popular, rare = np.argsort(-counts)[:10] + 1, np.argsort(counts)[:10] + 1
+  for protocol, more in [('popularity:5', True), ('uniform:5', False)]:
+    drawn = np.bincount(sample_negatives(data, 'test', protocol, 0, False).ravel(),
+                        minlength=data.vocab_sizes[0])
+    ratio = drawn[popular].sum() / max(drawn[rare].sum(), 1)
+    assert (ratio > 3) if more else (ratio < 2), (protocol, ratio)
+
+
+def test_negatives_can_avoid_history():
+  data = _synthetic()
+  rows = batches.eval_rows(data, 'test')
+  history = batches.gather_history(data, rows)
+  negatives = sample_negatives(data, 'test', 'uniform:5', 0, exclude_history=True)
+  for row, seen in zip(negatives, history):
+    assert not set(row.tolist()) & set(seen.tolist())
+
+
+def test_unknown_protocol_is_a_config_error():
+  assert parse_protocol('popularity:100') == ('popularity', 100)
+  for bad in ('sampled', 'uniform:', 'uniform:0', 'pop:100'):
+    with pytest.raises(ConfigError, match='unknown config.eval.protocol'):
+      parse_protocol(bad)

@@ -115,3 +115,20 @@ def test_missing_data_file_names_the_file(tmp_path):
   assert run.returncode != 0
   assert f'{tmp_path}/u.data: file not found' in run.stderr
   assert 'Traceback' not in run.stderr
+
+
+def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
+  config = tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20')
+  first = train.train_and_evaluate(config, str(tmp_path))
+  saved = sorted(os.listdir(tmp_path / 'negatives'))
+  assert saved == ['test-popularity20-seed0.npy', 'valid-popularity20-seed0.npy']
+  assert first['protocol'] == 'popularity:20'
+  # Sampled metrics are inflated relative to full ranking on the same model.
+  full = train.train_and_evaluate(tiny_config('pyramid', train__num_epochs=1),
+                                  str(tmp_path / 'full'))
+  assert first['test']['HR@10'] > full['test']['HR@10']
+  # A second run in the same workdir scores the same saved candidates.
+  before = {name: os.path.getmtime(tmp_path / 'negatives' / name) for name in saved}
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again['test'] == first['test']
+  assert before == {n: os.path.getmtime(tmp_path / 'negatives' / n) for n in saved}
