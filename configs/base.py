@@ -19,6 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Filters applied before the split: 'none', 'recbole_mlp4rec' (iterative 5-core),
   # 'automlp' (5-core items, 10-core users), 'sasrec' (items with < 5 interactions dropped).
   config.data.preset = 'none'
+  # For name='table': a delimited log with a header row; which column plays which role.
+  config.data.table = ml_collections.ConfigDict(dict(
+      delimiter=',', user='user_id', item='item_id', timestamp='timestamp', rating=''))
   config.data.max_len = 50
   # Side feature fields of each behavior, after the item id (field 0).
   config.data.features = ('action', 'category')

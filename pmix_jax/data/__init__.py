@@ -8,7 +8,8 @@ import ml_collections
 
 import dataclasses
 
-from pmix_jax.data import movielens, preprocessing, recbole, sequence_files, synthetic
+from pmix_jax.data import (movielens, preprocessing, recbole, sequence_files, synthetic,
+                           tabular)
 from pmix_jax.data.sequences import InteractionLog, SequenceData, build_sequences
 from pmix_jax.errors import DataError
 
@@ -16,10 +17,13 @@ from pmix_jax.errors import DataError
 DATASETS: dict[str, Callable[[ml_collections.ConfigDict], InteractionLog]] = {
     'synthetic': lambda cfg: synthetic.generate(**cfg.synthetic),
     'ml-100k': lambda cfg: movielens.load_ml100k(cfg.path, tuple(cfg.features)),
+    'ml-1m': lambda cfg: movielens.load_ml1m(cfg.path, tuple(cfg.features)),
     'ml-1m-seq': lambda cfg: movielens.load_ml1m_sequences(cfg.path, tuple(cfg.features)),
     'sequence-file': lambda cfg: sequence_files.load_sequence_file(cfg.path,
                                                                    tuple(cfg.features)),
     'recbole': lambda cfg: recbole.load_recbole(cfg.path, tuple(cfg.features)),
+    'amazon-ratings': lambda cfg: tabular.load_amazon_ratings(cfg.path, tuple(cfg.features)),
+    'table': tabular.load_generic,
 }
 
 

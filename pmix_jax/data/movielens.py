@@ -12,7 +12,8 @@ import os
 import numpy as np
 
 from pmix_jax.data import sequence_files
-from pmix_jax.data.readers import check_range, read_int_table, read_text
+from pmix_jax.data.readers import (check_range, parse_numbers, read_int_table, read_text,
+                                   split_table)
 from pmix_jax.data.sequences import InteractionLog, time_fields
 from pmix_jax.errors import DataError
 
@@ -95,3 +96,29 @@ def load_ml1m_sequences(directory: str, features: tuple[str, ...]) -> Interactio
     fields['category'] = sequence_files.lookup(movies, read_ml1m_genres(movies), item,
                                                'genre')
   return InteractionLog(user=user, item=item, timestamp=position, fields=fields, source=path)
+
+
+def load_ml1m(directory: str, features: tuple[str, ...]) -> InteractionLog:
+  """ML-1M raw: `ratings.dat` (`UserID::MovieID::Rating::Timestamp`), `movies.dat` genres."""
+  if not directory:
+    raise DataError('config.data.path must name the directory holding ML-1M ratings.dat')
+  path = os.path.join(directory, 'ratings.dat')
+  fields = ('user', 'item', 'rating', 'timestamp')
+  lines = read_text(path).replace('::', '\t').splitlines()  # A one-character separator.
+  try:
+    tokens = split_table(path, lines, fields, '\t')
+  except DataError as error:  # Show the line as it is in the file.
+    raise DataError(str(error).replace('\\t', '::')) from None
+  table = {name: parse_numbers(path, tokens[:, i], name, np.int64)
+           for i, name in enumerate(fields)}
+  check_range(path, table, 'user', 1)
+  check_range(path, table, 'item', 1)
+  check_range(path, table, 'rating', 1, 5)
+  check_range(path, table, 'timestamp', 0)
+  log_fields = dict(action=table['rating'], **time_fields(table['timestamp']))
+  if 'category' in features:
+    movies = os.path.join(directory, 'movies.dat')
+    log_fields['category'] = sequence_files.lookup(movies, read_ml1m_genres(movies),
+                                                   table['item'], 'genre')
+  return InteractionLog(user=table['user'], item=table['item'], timestamp=table['timestamp'],
+                        fields=log_fields, source=path)

@@ -49,7 +49,7 @@ def parse_numbers(path: str, tokens: np.ndarray, field: str, dtype: type,
       except (ValueError, OverflowError):
         kind = 'an integer' if dtype is np.int64 else 'a number'
         raise DataError(f'{path}:{line}: field {field!r} is not {kind} '
-                        f'(64-bit): {token!r}') from None
+                        f'(64-bit): {str(token)!r}') from None
     raise
 
 
