@@ -34,7 +34,7 @@ def load(config: ml_collections.ConfigDict) -> SequenceData:
     raise DataError(f'unknown config.data.name {config.name!r}; known: {sorted(DATASETS)}')
   log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](config))
   data = build_sequences(log, tuple(config.features))
-  return dataclasses.replace(data, removed=removed)
+  return dataclasses.replace(data, counts={**removed, **data.counts})
 
 
 __all__ = ['DATASETS', 'DataError', 'InteractionLog', 'SequenceData', 'load']

@@ -59,7 +59,8 @@ class SequenceData:
     item_ids: `[num_items]` raw id of item index i + 1 (ints or strings, as in the log).
     user_ids: `[U]` raw id of each user index.
     source: description of the origin.
-    removed: what preprocessing removed (interactions, users, items), for `stats()`.
+    counts: what preprocessing removed (interactions, users, items) and the number of
+      duplicated (user, item, timestamp) rows, which are kept as repeated behaviors.
   """
   field_names: tuple[str, ...]
   vocab_sizes: tuple[int, ...]
@@ -69,7 +70,7 @@ class SequenceData:
   item_ids: np.ndarray
   user_ids: np.ndarray
   source: str
-  removed: dict[str, int] = dataclasses.field(default_factory=dict)
+  counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
   @property
   def num_items(self) -> int:
@@ -105,7 +106,7 @@ class SequenceData:
         density=float(lengths.sum() / (self.num_users * self.num_items)),
         length_p50=float(np.percentile(lengths, 50)),
         length_p90=float(np.percentile(lengths, 90)),
-        length_max=int(lengths.max()), **self.removed)
+        length_max=int(lengths.max()), **self.counts)
 
 
 def time_fields(timestamp: np.ndarray) -> dict[str, np.ndarray]:
@@ -131,10 +132,13 @@ def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> Sequ
   behaviors[1:] = np.stack(columns, axis=1)
   user_length = np.bincount(user_index, minlength=len(user_ids))
   user_start = 1 + np.concatenate([[0], np.cumsum(user_length)[:-1]])
+  keys = np.stack([user_index, item_index, np.unique(log.timestamp, return_inverse=True)[1]])
+  duplicates = len(order) - np.unique(keys, axis=1).shape[1]
   vocab_sizes = (len(item_ids) + 1,) + tuple(
       int(log.fields[name].max()) + 1 for name in feature_names)
   return SequenceData(
       field_names=('item',) + tuple(feature_names), vocab_sizes=vocab_sizes,
       behaviors=behaviors, user_start=user_start.astype(np.int64),
       user_length=user_length.astype(np.int64),
-      item_ids=item_ids, user_ids=user_ids, source=log.source)
+      item_ids=item_ids, user_ids=user_ids, source=log.source,
+      counts=dict(duplicate_rows=int(duplicates)))

@@ -122,3 +122,12 @@ def test_time_fields_on_known_timestamps():
   # 1_000_000_000 s = 2001-09-09 01:46:40 UTC, a Sunday.
   np.testing.assert_array_equal(fields['hour'], [1, 1, 2, 24, 1, 13, 2])
   np.testing.assert_array_equal(fields['weekday'], [4, 4, 4, 4, 1, 7, 7])
+
+
+def test_duplicated_rows_are_kept_and_counted():
+  """A (user, item, timestamp) row given twice stays two behaviors and is counted."""
+  log = InteractionLog(user=np.array([1, 1, 1, 2]), item=np.array([5, 5, 6, 5]),
+                       timestamp=np.array([10, 10, 11, 10]), fields={}, source='dups')
+  data = build_sequences(log, ())
+  assert data.stats()['interactions'] == 4
+  assert data.stats()['duplicate_rows'] == 1
