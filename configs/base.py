@@ -17,8 +17,12 @@ def get_config() -> ml_collections.ConfigDict:
   # The dataset's directory (ml-100k, ml-1m-seq) or file (sequence-file, recbole .inter).
   config.data.path = ''
   # Filters applied before the split: 'none', 'recbole_mlp4rec' (iterative 5-core),
-  # 'automlp' (5-core items, 10-core users), 'sasrec' (items with < 5 interactions dropped).
+  # 'automlp' (5-core items, 10-core users), 'sasrec' (items with < 5 interactions dropped),
+  # 'surge' (no filter, temporal split).
   config.data.preset = 'none'
+  # 'leave_one_out', 'temporal' (all records 70/10/20 by time) or 'per_user_temporal' (each
+  # user 70/10/20 by position); '' takes the preset's ('surge': temporal, others: LOO).
+  config.data.split = ''
   # For name='table': a delimited log with a header row; which column plays which role.
   config.data.table = ml_collections.ConfigDict(dict(
       delimiter=',', user='user_id', item='item_id', timestamp='timestamp', rating=''))

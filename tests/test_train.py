@@ -132,3 +132,12 @@ def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
   again = train.train_and_evaluate(config, str(tmp_path))
   assert again['test'] == first['test']
   assert before == {n: os.path.getmtime(tmp_path / 'negatives' / n) for n in saved}
+
+
+def test_temporal_split_trains_and_ranks_every_target(tmp_path):
+  """With the SURGE preset a user can have many targets; each is ranked once."""
+  results = train.train_and_evaluate(
+      tiny_config('sasrec', data__preset='surge', train__num_epochs=1), str(tmp_path))
+  stats = results['data_stats']
+  assert stats['test_targets'] > stats['users'] - stats['users_train_only']
+  assert 0.0 <= results['test']['HR@10'] <= 1.0

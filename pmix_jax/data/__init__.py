@@ -10,8 +10,8 @@ import dataclasses
 
 from pmix_jax.data import (movielens, preprocessing, recbole, sequence_files, synthetic,
                            tabular)
-from pmix_jax.data.sequences import InteractionLog, SequenceData, build_sequences
-from pmix_jax.errors import DataError
+from pmix_jax.data.sequences import SPLITS, InteractionLog, SequenceData, build_sequences
+from pmix_jax.errors import ConfigError, DataError
 
 # name -> function(config.data) -> InteractionLog.
 DATASETS: dict[str, Callable[[ml_collections.ConfigDict], InteractionLog]] = {
@@ -28,12 +28,15 @@ DATASETS: dict[str, Callable[[ml_collections.ConfigDict], InteractionLog]] = {
 
 
 def load(config: ml_collections.ConfigDict) -> SequenceData:
-  """Reads `config.data.name`, applies `config.data.preset` and returns the sequences with the
-  requested feature fields."""
+  """Reads `config.data.name`, applies `config.data.preset` and its split (or
+  `config.data.split`), and returns the sequences with the requested feature fields."""
   if config.name not in DATASETS:
     raise DataError(f'unknown config.data.name {config.name!r}; known: {sorted(DATASETS)}')
   log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](config))
-  data = build_sequences(log, tuple(config.features))
+  split = config.split or preprocessing.PRESETS[config.preset].split
+  if split not in SPLITS:
+    raise ConfigError(f'unknown config.data.split {split!r}; known: {sorted(SPLITS)}')
+  data = build_sequences(log, tuple(config.features), split)
   return dataclasses.replace(data, counts={**removed, **data.counts})
 
 

@@ -66,10 +66,9 @@ def window_rows(data: SequenceData, max_len: int, stride: int) -> Rows:
 
 
 def eval_rows(data: SequenceData, split: str) -> Rows:
-  """Rows whose target is the user's validation ('valid') or test ('test') behavior."""
-  offset = {'valid': 0, 'test': 1}[split]
-  users = np.flatnonzero(data.evaluated)
-  return Rows(data.user_start[users], data.train_end[users] + offset)
+  """One row per 'valid' or 'test' target: its input is everything the user did before it."""
+  targets = data.targets(split)
+  return Rows(data.user_start[data.owner[targets - 1]], targets)
 
 
 def gather_inputs(data: SequenceData, rows: Rows, max_len: int) -> np.ndarray:

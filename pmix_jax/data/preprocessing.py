@@ -43,14 +43,22 @@ def item_filter(log: InteractionLog, min_item: int) -> InteractionLog:
   return _keep(log, _counts(log.item) >= min_item)
 
 
-PRESETS: dict[str, Callable[[InteractionLog], InteractionLog]] = {
-    'none': lambda log: log,
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  filter: Callable[[InteractionLog], InteractionLog]
+  split: str  # A name in `sequences.SPLITS`.
+
+
+PRESETS: dict[str, Preset] = {
+    'none': Preset(lambda log: log, 'leave_one_out'),
     # RecBole / MLP4Rec (Pyramid Mixer's protocol): iterative 5-core on users and items.
-    'recbole_mlp4rec': lambda log: core_filter(log, 5, 5),
+    'recbole_mlp4rec': Preset(lambda log: core_filter(log, 5, 5), 'leave_one_out'),
     # AutoMLP: the same, with users of fewer than 10 interactions removed.
-    'automlp': lambda log: core_filter(log, 10, 5),
+    'automlp': Preset(lambda log: core_filter(log, 10, 5), 'leave_one_out'),
     # SASRec: items with fewer than 5 interactions dropped, once.
-    'sasrec': lambda log: item_filter(log, 5),
+    'sasrec': Preset(lambda log: item_filter(log, 5), 'leave_one_out'),
+    # SURGE / MGNM: no filter; all records split 70/10/20 by time.
+    'surge': Preset(lambda log: log, 'temporal'),
 }
 
 
@@ -58,7 +66,7 @@ def apply_preset(name: str, log: InteractionLog) -> tuple[InteractionLog, dict[s
   """Returns the filtered log and the numbers of interactions, users and items removed."""
   if name not in PRESETS:
     raise ConfigError(f'unknown config.data.preset {name!r}; known: {sorted(PRESETS)}')
-  filtered = PRESETS[name](log)
+  filtered = PRESETS[name].filter(log)
   if not len(filtered.user):
     raise ConfigError(f'preset {name!r} removes every interaction of {log.source}')
   removed = dict(

@@ -4,9 +4,15 @@ Conventions used everywhere in the package:
 - item id 0 and every feature value 0 are padding; real ids start at 1;
 - `SequenceData.behaviors` is a `[T + 1, F]` table, row 0 all padding, then every user's
   behaviors contiguous and in time order; field 0 is the item id;
-- a user with n >= 3 behaviors has the first n - 2 for training, behavior n - 1 as the
-  validation target and behavior n as the test target. A user with fewer than 3 behaviors
-  is used for training only (SASRec's rule) and counted in `stats()`.
+- every behavior has a *stage*: 0 train, 1 validation target, 2 test target. Within a user
+  the stages never decrease, so training behaviors are a prefix of the sequence, and an
+  evaluation target's input is everything the user did before it.
+- `leave_one_out` (default): a user with n >= 3 behaviors has the first n - 2 for training,
+  behavior n - 1 as the validation target and behavior n as the test target; a user with
+  fewer than 3 behaviors only trains (SASRec's rule) and is counted in `stats()`.
+- `temporal` (SURGE, MGNM): all records ordered by time, the first 70% train, the next 10%
+  validation targets, the last 20% test targets; `per_user_temporal` splits each user's
+  sequence 70/10/20 by position (for data whose only time is the order).
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class SequenceData:
     field_names: names of the F fields of a behavior; `field_names[0] == 'item'`.
     vocab_sizes: per field, the number of values including padding 0.
     behaviors: `[T + 1, F]` int32; row 0 is padding, users are contiguous blocks.
+    stage: `[T + 1]` int8, 0 train, 1 validation target, 2 test target (row 0: 0).
     user_start: `[U]` row of each user's first behavior in `behaviors`.
     user_length: `[U]` number of behaviors of each user.
     item_ids: `[num_items]` raw id of item index i + 1 (ints or strings, as in the log).
@@ -65,6 +72,7 @@ class SequenceData:
   field_names: tuple[str, ...]
   vocab_sizes: tuple[int, ...]
   behaviors: np.ndarray
+  stage: np.ndarray
   user_start: np.ndarray
   user_length: np.ndarray
   item_ids: np.ndarray
@@ -81,20 +89,24 @@ class SequenceData:
     return len(self.user_start)
 
   @property
-  def evaluated(self) -> np.ndarray:
-    """`[U]` bool, users that have a validation and a test target."""
-    return self.user_length >= 3
+  def owner(self) -> np.ndarray:
+    """`[T]` user index of each behavior row 1..T."""
+    return np.repeat(np.arange(self.num_users), self.user_length)
 
   @property
   def train_end(self) -> np.ndarray:
     """`[U]` row one past each user's last training behavior."""
-    return self.user_start + np.where(self.evaluated, self.user_length - 2, self.user_length)
+    train = np.bincount(self.owner, self.stage[1:] == 0, minlength=self.num_users)
+    return self.user_start + train.astype(np.int64)
+
+  def targets(self, split: str) -> np.ndarray:
+    """Rows of the behaviors that are `split` ('valid' or 'test') targets, in row order."""
+    return np.flatnonzero(self.stage == {'valid': 1, 'test': 2}[split])
 
   def train_item_counts(self) -> np.ndarray:
     """`[num_items + 1]` occurrences of each item among training behaviors (the popularity
     a most-popular ranker may use without seeing validation or test targets)."""
-    owner = np.repeat(np.arange(self.num_users), self.user_length)
-    in_train = np.arange(1, len(self.behaviors)) < self.train_end[owner]
+    in_train = self.stage[1:] == 0
     return np.bincount(self.behaviors[1:][in_train, 0], minlength=self.vocab_sizes[0])
 
   def stats(self) -> dict[str, float]:
@@ -102,7 +114,8 @@ class SequenceData:
     return dict(
         users=int(self.num_users), items=int(self.num_items),
         interactions=int(lengths.sum()),
-        users_train_only=int((~self.evaluated).sum()),
+        users_train_only=int(self.num_users - len(np.unique(self.owner[self.stage[1:] > 0]))),
+        valid_targets=len(self.targets('valid')), test_targets=len(self.targets('test')),
         density=float(lengths.sum() / (self.num_users * self.num_items)),
         length_p50=float(np.percentile(lengths, 50)),
         length_p90=float(np.percentile(lengths, 90)),
@@ -115,7 +128,39 @@ def time_fields(timestamp: np.ndarray) -> dict[str, np.ndarray]:
   return dict(hour=(seconds // 3600) % 24 + 1, weekday=(seconds // 86400 + 3) % 7 + 1)
 
 
-def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> SequenceData:
+def leave_one_out(order: np.ndarray, user_index: np.ndarray, timestamp: np.ndarray
+                  ) -> np.ndarray:
+  """Stages of the time-ordered rows `order`: the last two of users with >= 3 behaviors."""
+  user = user_index[order]
+  length = np.bincount(user)
+  from_end = np.repeat(np.cumsum(length), length) - np.arange(len(user)) - 1  # 0 = last.
+  return np.where(length[user] >= 3, np.clip(2 - from_end, 0, 2), 0).astype(np.int8)
+
+
+def temporal(order: np.ndarray, user_index: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+  """Global 70/10/20 split of all records by time (ties by log order)."""
+  by_time = np.lexsort((np.arange(len(timestamp)), timestamp))
+  quantile = np.empty(len(timestamp))
+  quantile[by_time] = np.arange(len(timestamp)) / len(timestamp)
+  stage = np.digitize(quantile, [0.7, 0.8]).astype(np.int8)
+  return stage[order]
+
+
+def per_user_temporal(order: np.ndarray, user_index: np.ndarray, timestamp: np.ndarray
+                      ) -> np.ndarray:
+  """Each user's sequence split 70/10/20 by position."""
+  user = user_index[order]
+  length = np.bincount(user)
+  position = np.arange(len(user)) - np.repeat(np.cumsum(length) - length, length)
+  return np.digitize(position / length[user], [0.7, 0.8]).astype(np.int8)
+
+
+SPLITS = dict(leave_one_out=leave_one_out, temporal=temporal,
+              per_user_temporal=per_user_temporal)
+
+
+def build_sequences(log: InteractionLog, feature_names: tuple[str, ...],
+                    split: str = 'leave_one_out') -> SequenceData:
   """Remaps ids to 1..N, orders each user's behaviors by time (stable) and lays them out."""
   if not len(log.user):
     raise DataError(f'{log.source}: no interactions')
@@ -130,6 +175,8 @@ def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> Sequ
   columns = [item_index[order] + 1] + [log.fields[name][order] for name in feature_names]
   behaviors = np.zeros((len(order) + 1, len(columns)), np.int32)
   behaviors[1:] = np.stack(columns, axis=1)
+  stage = np.zeros(len(order) + 1, np.int8)
+  stage[1:] = SPLITS[split](order, user_index, log.timestamp)
   user_length = np.bincount(user_index, minlength=len(user_ids))
   user_start = 1 + np.concatenate([[0], np.cumsum(user_length)[:-1]])
   keys = np.stack([user_index, item_index, np.unique(log.timestamp, return_inverse=True)[1]])
@@ -138,7 +185,7 @@ def build_sequences(log: InteractionLog, feature_names: tuple[str, ...]) -> Sequ
       int(log.fields[name].max()) + 1 for name in feature_names)
   return SequenceData(
       field_names=('item',) + tuple(feature_names), vocab_sizes=vocab_sizes,
-      behaviors=behaviors, user_start=user_start.astype(np.int64),
+      behaviors=behaviors, stage=stage, user_start=user_start.astype(np.int64),
       user_length=user_length.astype(np.int64),
       item_ids=item_ids, user_ids=user_ids, source=log.source,
       counts=dict(duplicate_rows=int(duplicates)))

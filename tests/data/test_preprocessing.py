@@ -76,3 +76,10 @@ def test_stats_command(shared_data):
   assert run.returncode == 0, run.stderr
   assert 'items                  1,349' in run.stdout
   assert 'removed_interactions   713' in run.stdout
+
+
+def test_unknown_split_is_a_config_error():
+  config = base.get_config().data
+  config.split = 'random'
+  with pytest.raises(ConfigError, match="unknown config.data.split 'random'"):
+    data.load(config)

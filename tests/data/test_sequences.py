@@ -63,7 +63,9 @@ def test_behaviors_layout_and_stable_time_order():
 def test_train_end_and_train_only_users():
   """Users with >= 3 behaviors hold out the last two; a user with 2 is train-only."""
   data = build_sequences(make_log(), ('action',))
-  np.testing.assert_array_equal(data.evaluated, [True, True, False])
+  np.testing.assert_array_equal(data.stage, [0, 0, 0, 1, 2, 0, 0, 1, 2, 0, 0])
+  np.testing.assert_array_equal(data.targets('valid'), [3, 7])
+  np.testing.assert_array_equal(data.targets('test'), [4, 8])
   # User 10: rows 1..4, training rows 1..2. User 20: rows 5..8, training 5..6.
   # User 30: rows 9..10, all training.
   np.testing.assert_array_equal(data.train_end, [3, 7, 11])
@@ -131,3 +133,24 @@ def test_duplicated_rows_are_kept_and_counted():
   data = build_sequences(log, ())
   assert data.stats()['interactions'] == 4
   assert data.stats()['duplicate_rows'] == 1
+
+
+def test_temporal_split_is_global_by_time():
+  """70/10/20 of all records by time: a user's late records are targets whoever they are."""
+  # 10 records; times 0..9 spread over two users. Train: times 0-6, valid: 7, test: 8, 9.
+  log = InteractionLog(user=np.array([1, 2, 1, 2, 1, 2, 1, 2, 1, 1]),
+                       item=np.arange(10) + 1, timestamp=np.arange(10), fields={},
+                       source='clock')
+  data = build_sequences(log, (), split='temporal')
+  # User 1 (rows 1..6) has times 0, 2, 4, 6, 8, 9; user 2 (rows 7..10) has 1, 3, 5, 7.
+  np.testing.assert_array_equal(data.stage[1:], [0, 0, 0, 0, 2, 2, 0, 0, 0, 1])
+  np.testing.assert_array_equal(data.train_end, [5, 10])
+  assert data.stats()['test_targets'] == 2 and data.stats()['valid_targets'] == 1
+
+
+def test_per_user_temporal_split_by_position():
+  """Each user's sequence 70/10/20 by position (10 behaviors: 7 train, 1 valid, 2 test)."""
+  log = InteractionLog(user=np.ones(10, int), item=np.arange(10) + 1,
+                       timestamp=np.arange(10), fields={}, source='order')
+  data = build_sequences(log, (), split='per_user_temporal')
+  np.testing.assert_array_equal(data.stage[1:], [0] * 7 + [1] + [2] * 2)
