@@ -2,7 +2,8 @@
 
 Protocols: `full` (default) ranks the target against every item; `uniform:N` and
 `popularity:N` rank it against N sampled negatives only, as many papers do (RecBole: 100,
-popularity-sampled). Sampled metrics are much higher than full-ranking ones and do not order
+popularity-sampled); `grouped:N` (SURGE, MGNM) samples N uniform negatives outside the
+user's history. Sampled protocols also report GAUC (`grouped_auc`). Sampled metrics are much higher than full-ranking ones and do not order
 models reliably; they exist to compare with papers, and every result names its protocol.
 
 The rank of a target (0 = best) is
@@ -73,10 +74,10 @@ def parse_protocol(protocol: str) -> tuple[str, int]:
   kind, _, count = protocol.partition(':')
   if protocol == 'full':
     return 'full', 0
-  if kind in ('uniform', 'popularity') and count.isdigit() and int(count) > 0:
+  if kind in ('uniform', 'popularity', 'grouped') and count.isdigit() and int(count) > 0:
     return kind, int(count)
   raise ConfigError(f"unknown config.eval.protocol {protocol!r}; known: 'full', "
-                    "'uniform:N', 'popularity:N' (N > 0 sampled negatives)")
+                    "'uniform:N', 'popularity:N', 'grouped:N' (N > 0 sampled negatives)")
 
 
 def sample_negatives(data: SequenceData, split: str, protocol: str, seed: int,
@@ -85,9 +86,11 @@ def sample_negatives(data: SequenceData, split: str, protocol: str, seed: int,
 
   'uniform' draws items uniformly; 'popularity' in proportion to their count in the whole
   dataset (all splits, as RecBole does). Without replacement, by the Gumbel-top-k trick.
-  With `exclude_history`, the user's earlier items are not drawn either.
+  With `exclude_history`, the user's earlier items are not drawn either; 'grouped' (SURGE,
+  MGNM) is uniform and always excludes them.
   """
   kind, count = parse_protocol(protocol)
+  exclude_history = exclude_history or kind == 'grouped'
   rows = batches_lib.eval_rows(data, split)
   targets = batches_lib.gather_targets(data, rows, 1, False)
   vocab = data.vocab_sizes[0]
@@ -110,6 +113,38 @@ def sample_negatives(data: SequenceData, split: str, protocol: str, seed: int,
                         f'user of {data.source} has only {available} items to draw from')
     negatives[part] = np.argpartition(-keys, count - 1, axis=1)[:, :count]
   return negatives
+
+
+def grouped_auc(users: np.ndarray, candidate_scores: np.ndarray) -> float:
+  """GAUC (SURGE, MGNM): each user's AUC over all pairs of their targets and their pooled
+  negatives, ties counting one half, averaged with weights = the user's rows (targets and
+  negatives). `candidate_scores` `[R, 1 + N]`: row r's target score, then its negatives'.
+
+  Vectorised: Mann-Whitney from ranks within each user, ties given their mean rank.
+  """
+  rows, width = candidate_scores.shape
+  user = np.repeat(users, width)
+  score = candidate_scores.reshape(-1).astype(np.float64)
+  positive = np.zeros((rows, width), bool)
+  positive[:, 0] = True
+  positive = positive.reshape(-1)
+  order = np.lexsort((score, user))
+  user, score, positive = user[order], score[order], positive[order]
+  # Mean 1-based rank within the user of each run of equal (user, score).
+  new_group = np.concatenate([[True], (user[1:] != user[:-1]) | (score[1:] != score[:-1])])
+  group = np.cumsum(new_group) - 1
+  user_first = np.concatenate([[True], user[1:] != user[:-1]])
+  user_offset = np.maximum.accumulate(np.where(user_first, np.arange(len(user)), 0))
+  position = np.arange(len(user)) - user_offset + 1.0
+  group_mean = np.bincount(group, position) / np.bincount(group)
+  rank = group_mean[group]
+  ids, user_index = np.unique(user, return_inverse=True)
+  n_pos = np.bincount(user_index, positive).astype(np.float64)
+  n_neg = np.bincount(user_index, ~positive).astype(np.float64)
+  rank_sum = np.bincount(user_index, np.where(positive, rank, 0.0))
+  auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+  weight = n_pos + n_neg
+  return float((auc * weight).sum() / weight.sum())
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
@@ -172,15 +207,26 @@ class Evaluator:
       self.arrays['history'] = lay_out(batches_lib.gather_history(self.data, rows))
     self._compiled: dict[ScoreFn, Callable] = {}
 
-  def ranks(self, score_fn: ScoreFn, params: Any) -> np.ndarray:
-    """`[num_rows]` ranks of this split's targets."""
+  def outputs(self, score_fn: ScoreFn, params: Any) -> dict[str, np.ndarray]:
+    """This split's `ranks` `[num_rows]` and, under a sampled protocol, the
+    `candidate_scores` `[num_rows, 1 + N]` (the target's score first)."""
     if score_fn not in self._compiled:
       self._compiled[score_fn] = jax.jit(self._rank_all(score_fn))
-    ranks = np.asarray(self._compiled[score_fn](params, self.arrays)).reshape(-1)
-    return ranks[:self.num_rows]
+    outputs = self._compiled[score_fn](params, self.arrays)
+    return {name: np.asarray(value).reshape(-1, *value.shape[2:])[:self.num_rows]
+            for name, value in outputs.items()}
+
+  def ranks(self, score_fn: ScoreFn, params: Any) -> np.ndarray:
+    """`[num_rows]` ranks of this split's targets."""
+    return self.outputs(score_fn, params)['ranks']
 
   def __call__(self, score_fn: ScoreFn, params: Any) -> dict[str, float]:
-    return metrics_from_ranks(self.ranks(score_fn, params), self.ks)
+    outputs = self.outputs(score_fn, params)
+    metrics = metrics_from_ranks(outputs['ranks'], self.ks)
+    if 'candidate_scores' in outputs:
+      users = self.data.owner[batches_lib.eval_rows(self.data, self.split).end - 1]
+      metrics['GAUC'] = grouped_auc(users, outputs['candidate_scores'])
+    return metrics
 
   def _rank_all(self, score_fn: ScoreFn) -> Callable:
     vocab = self.data.vocab_sizes[0]
@@ -188,9 +234,14 @@ class Evaluator:
     def rank_batch(params, batch):
       scores = score_fn(params, batch['inputs']).astype(jnp.float32)
       if 'negatives' in batch:
-        return ranks_among_candidates(scores, batch['targets'], batch['negatives'],
-                                      self.tie_share)
+        rows = jnp.arange(scores.shape[0])
+        candidates = jnp.concatenate(
+            [scores[rows, batch['targets']][:, None],
+             jnp.take_along_axis(scores, batch['negatives'], axis=1)], axis=1)
+        return dict(ranks=ranks_among_candidates(scores, batch['targets'],
+                                                 batch['negatives'], self.tie_share),
+                    candidate_scores=candidates)
       exclude = history_mask(batch['history'], vocab) if 'history' in batch else None
-      return ranks_from_scores(scores, batch['targets'], exclude, self.tie_share)
+      return dict(ranks=ranks_from_scores(scores, batch['targets'], exclude, self.tie_share))
 
     return lambda params, arrays: jax.lax.map(lambda b: rank_batch(params, b), arrays)

@@ -227,7 +227,9 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
       raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
                         f'of devices ({num_devices})')
   evaluation.parse_protocol(evaluation_config.protocol)
-  metric_names = evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks))
+  metric_names = list(evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks)))
+  if protocol_kind != 'full':
+    metric_names.append('GAUC')
   if evaluation_config.early_stopping_metric not in metric_names:
     raise ConfigError(f'config.eval.early_stopping_metric '
                       f'{evaluation_config.early_stopping_metric!r} is not one of '
@@ -243,6 +245,8 @@ def format_metrics(results: dict[str, dict[str, float]], ks: tuple[int, ...]) ->
     for name in ('HR', 'NDCG', 'MRR'):
       lines.append(f'{split + " " + name:<15}' +
                    ''.join(f'{metrics[f"{name}@{k}"]:>9.4f}' for k in ks))
+    if 'GAUC' in metrics:
+      lines.append(f'{split + " GAUC":<15}{metrics["GAUC"]:>9.4f}')
   return '\n'.join(lines)
 
 

@@ -10,8 +10,9 @@ import pytest
 from pmix_jax.data import batches, synthetic
 from pmix_jax.data.sequences import InteractionLog, build_sequences
 from pmix_jax.errors import ConfigError
-from pmix_jax.evaluation import (Evaluator, metrics_from_ranks, parse_protocol,
-                                 ranks_among_candidates, ranks_from_scores, sample_negatives)
+from pmix_jax.evaluation import (Evaluator, grouped_auc, metrics_from_ranks,
+                                 parse_protocol, ranks_among_candidates, ranks_from_scores,
+                                 sample_negatives)
 
 NAN = float('nan')
 _ranks_jit = jax.jit(ranks_from_scores)
@@ -242,3 +243,20 @@ def test_unknown_protocol_is_a_config_error():
   for bad in ('sampled', 'uniform:', 'uniform:0', 'pop:100'):
     with pytest.raises(ConfigError, match='unknown config.eval.protocol'):
       parse_protocol(bad)
+
+
+def test_grouped_auc_by_hand_and_against_all_pairs():
+  """One user, target 0.9 vs negatives 0.5 and 0.9: (1 + 1/2) / 2. Then random data with
+  ties against an explicit count over every (target, negative) pair of each user."""
+  assert grouped_auc(np.array([7]), np.array([[0.9, 0.5, 0.9]])) == 0.75
+  rng = np.random.default_rng(0)
+  users = rng.integers(0, 5, 40)
+  scores = rng.integers(0, 4, (40, 6)).astype(float)
+  weighted, weights = 0.0, 0.0
+  for user in np.unique(users):
+    targets, negatives = scores[users == user, 0], scores[users == user, 1:].ravel()
+    wins = (targets[:, None] > negatives).sum() + 0.5 * (targets[:, None] == negatives).sum()
+    weight = len(targets) + len(negatives)
+    weighted += weight * wins / (len(targets) * len(negatives))
+    weights += weight
+  assert grouped_auc(users, scores) == pytest.approx(weighted / weights)

@@ -141,3 +141,13 @@ def test_temporal_split_trains_and_ranks_every_target(tmp_path):
   stats = results['data_stats']
   assert stats['test_targets'] > stats['users'] - stats['users_train_only']
   assert 0.0 <= results['test']['HR@10'] <= 1.0
+
+
+def test_grouped_protocol_reports_gauc_and_can_select_on_it(tmp_path):
+  results = train.train_and_evaluate(
+      tiny_config('sasrec', data__preset='surge', train__num_epochs=2,
+                  eval__protocol='grouped:10', eval__ks=(5,),
+                  eval__early_stopping_metric='GAUC'), str(tmp_path))
+  assert results['protocol'] == 'grouped:10'
+  assert 0.5 < results['test']['GAUC'] <= 1.0
+  assert results['valid_history'][0]['GAUC'] > 0
