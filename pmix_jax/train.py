@@ -226,7 +226,7 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
     if size <= 0 or size % num_devices:
       raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
                         f'of devices ({num_devices})')
-  evaluation.parse_protocol(evaluation_config.protocol)
+  protocol_kind, _ = evaluation.parse_protocol(evaluation_config.protocol)
   metric_names = list(evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks)))
   if protocol_kind != 'full':
     metric_names.append('GAUC')
