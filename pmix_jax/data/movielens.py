@@ -42,22 +42,21 @@ def load_ml100k(directory: str, features: tuple[str, ...]) -> InteractionLog:
     raise DataError('config.data.path must name the directory holding MovieLens-100K u.data')
   path = os.path.join(directory, 'u.data')
   table = read_int_table(path, ('user', 'item', 'rating', 'timestamp'), delimiter='\t')
-  check_range(path, table, 'user', 1)
-  check_range(path, table, 'item', 1)
-  check_range(path, table, 'rating', 1, 5)
-  check_range(path, table, 'timestamp', 0)
+  return ratings_log(path, table, features, os.path.join(directory, 'u.item'),
+                     read_ml100k_genres)
+
+
+def ratings_log(path: str, table: dict[str, np.ndarray], features: tuple[str, ...],
+                genre_path: str, read_genres) -> InteractionLog:
+  """Checks a MovieLens ratings table and adds its fields: rating as `action`, hour and
+  weekday, and the movie's genre from `genre_path` as `category` when asked for."""
+  for field, low, high in [('user', 1, None), ('item', 1, None), ('rating', 1, 5),
+                           ('timestamp', 0, None)]:
+    check_range(path, table, field, low, high)
   fields = dict(action=table['rating'], **time_fields(table['timestamp']))
   if 'category' in features:
-    item_path = os.path.join(directory, 'u.item')
-    genres = read_ml100k_genres(item_path)
-    unknown = ~np.isin(table['item'], np.fromiter(genres, np.int64))
-    if unknown.any():
-      line = int(np.argmax(unknown)) + 1
-      raise DataError(f'{path}:{line}: field \'item\' = {table["item"][line - 1]} '
-                      f'is not listed in {item_path}')
-    lookup = np.zeros(max(genres) + 1, np.int64)
-    lookup[list(genres)] = list(genres.values())
-    fields['category'] = lookup[table['item']]
+    fields['category'] = sequence_files.lookup(genre_path, read_genres(genre_path),
+                                               table['item'], 'genre', items_path=path)
   return InteractionLog(user=table['user'], item=table['item'], timestamp=table['timestamp'],
                         fields=fields, source=path)
 
@@ -111,14 +110,5 @@ def load_ml1m(directory: str, features: tuple[str, ...]) -> InteractionLog:
     raise DataError(str(error).replace('\\t', '::')) from None
   table = {name: parse_numbers(path, tokens[:, i], name, np.int64)
            for i, name in enumerate(fields)}
-  check_range(path, table, 'user', 1)
-  check_range(path, table, 'item', 1)
-  check_range(path, table, 'rating', 1, 5)
-  check_range(path, table, 'timestamp', 0)
-  log_fields = dict(action=table['rating'], **time_fields(table['timestamp']))
-  if 'category' in features:
-    movies = os.path.join(directory, 'movies.dat')
-    log_fields['category'] = sequence_files.lookup(movies, read_ml1m_genres(movies),
-                                                   table['item'], 'genre')
-  return InteractionLog(user=table['user'], item=table['item'], timestamp=table['timestamp'],
-                        fields=log_fields, source=path)
+  return ratings_log(path, table, features, os.path.join(directory, 'movies.dat'),
+                     read_ml1m_genres)

@@ -55,15 +55,21 @@ def read_item_attributes(path: str) -> dict[int, int]:
   return attributes
 
 
-def lookup(path: str, table: dict[int, int], items: np.ndarray, what: str) -> np.ndarray:
-  """`table[item]` for every item; an item missing from the table is an error naming it."""
+def lookup(path: str, table: dict[int, int], items: np.ndarray, what: str,
+           items_path: str | None = None) -> np.ndarray:
+  """`table[item]` for every item of `items` (read from `items_path`, one per line, when
+  given); an item missing from the table (read from `path`) is an error naming it."""
   keys = np.fromiter(table, np.int64)
   values = np.fromiter(table.values(), np.int64)
   order = np.argsort(keys)
   index = np.clip(np.searchsorted(keys[order], items), 0, len(keys) - 1)
   missing = keys[order][index] != items
   if missing.any():
-    raise DataError(f'{path}: item {items[np.argmax(missing)]} has no {what}')
+    first = int(np.argmax(missing))
+    if items_path is None:
+      raise DataError(f'{path}: item {items[first]} has no {what}')
+    raise DataError(f"{items_path}:{first + 1}: field 'item' = {items[first]} has no {what} "
+                    f'in {path}')
   return values[order][index]
 
 
