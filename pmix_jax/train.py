@@ -9,6 +9,7 @@ uninterrupted run would.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -184,8 +185,9 @@ class Checkpoints:
     step = int(meta['step'])
     if step in manager.all_steps():
       return  # Written before a kill; the run is deterministic, so it holds the same state.
+    # Orbax writes in the background: give it a snapshot of `meta`, which the loop mutates.
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)))
+                                               meta=ocp.args.JsonSave(copy.deepcopy(meta))))
 
   @staticmethod
   def restore(manager: ocp.CheckpointManager, like: TrainState
