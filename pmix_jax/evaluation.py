@@ -3,8 +3,9 @@
 Protocols: `full` (default) ranks the target against every item; `uniform:N` and
 `popularity:N` rank it against N sampled negatives only, as many papers do (RecBole: 100,
 popularity-sampled); `grouped:N` (SURGE, MGNM) samples N uniform negatives outside the
-user's history. Sampled protocols also report GAUC (`grouped_auc`). Sampled metrics are much higher than full-ranking ones and do not order
-models reliably; they exist to compare with papers, and every result names its protocol.
+user's history. Sampled protocols also report GAUC (`grouped_auc`). Sampled metrics are
+much higher than full-ranking ones and do not order models reliably; they exist to compare
+with papers, and every result names its protocol.
 
 The rank of a target (0 = best) is
 

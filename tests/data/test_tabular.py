@@ -10,7 +10,8 @@ from pmix_jax import data
 from pmix_jax.data import movielens, tabular
 from pmix_jax.errors import DataError
 
-MOVIES = "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n661::James (1996)::Animation|Musical\n"
+MOVIES = ("1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+          '661::James (1996)::Animation|Musical\n')
 
 
 def _write(directory, name, text, encoding='utf-8'):
