@@ -423,8 +423,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       early_stopped=meta['stopped'], train_seconds=meta['train_seconds'],
       train_losses=meta['train_losses'], valid_history=meta['valid_history'],
       baselines=dict(popularity=dict(test=popularity)), **final)
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+  path = os.path.join(workdir, 'results.json')
+  with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=1)
+  os.replace(path + '.tmp', path)  # A killed run never leaves half a results file.
   print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, protocol '
         f'{config.eval.protocol} ({data.num_items} items)')
   print(format_metrics({**final, 'test pop.': popularity}, tuple(config.eval.ks)))
