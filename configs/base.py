@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   # For name='table': a delimited log with a header row; which column plays which role.
   config.data.table = ml_collections.ConfigDict(dict(
       delimiter=',', user='user_id', item='item_id', timestamp='timestamp', rating=''))
+  # Processed sequences are cached here, keyed by the input files' bytes and config.data;
+  # '' disables the cache.
+  config.data.cache_dir = '~/.cache/pmix_jax'
   config.data.max_len = 50
   # Side feature fields of each behavior, after the item id (field 0).
   config.data.features = ('action', 'category')

@@ -58,6 +58,16 @@ def run_main(model: str, workdir: str, flags: list[str], devices: int = 1,
   return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+@pytest.fixture(autouse=True, scope='session')
+def _private_cache(tmp_path_factory):
+  """Keeps the data cache (config.data.cache_dir under ~) out of the user's home."""
+  home = os.environ.get('HOME')
+  os.environ['HOME'] = str(tmp_path_factory.mktemp('home'))
+  yield
+  if home is not None:
+    os.environ['HOME'] = home
+
+
 @pytest.fixture
 def shared_data():
   if not os.path.isdir(SHARED_DATA):

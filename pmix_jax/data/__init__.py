@@ -8,8 +8,8 @@ import ml_collections
 
 import dataclasses
 
-from pmix_jax.data import (movielens, preprocessing, recbole, sequence_files, synthetic,
-                           tabular)
+from pmix_jax.data import (cache, movielens, preprocessing, recbole, sequence_files,
+                           synthetic, tabular)
 from pmix_jax.data.sequences import SPLITS, InteractionLog, SequenceData, build_sequences
 from pmix_jax.errors import ConfigError, DataError
 
@@ -32,6 +32,10 @@ def load(config: ml_collections.ConfigDict) -> SequenceData:
   `config.data.split`), and returns the sequences with the requested feature fields."""
   if config.name not in DATASETS:
     raise DataError(f'unknown config.data.name {config.name!r}; known: {sorted(DATASETS)}')
+  return cache.cached(config, lambda: _build(config))
+
+
+def _build(config: ml_collections.ConfigDict) -> SequenceData:
   log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](config))
   split = config.split or preprocessing.PRESETS[config.preset].split
   if split not in SPLITS:
