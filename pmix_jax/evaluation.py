@@ -187,6 +187,7 @@ class Evaluator:
   def __post_init__(self):
     rows = batches_lib.eval_rows(self.data, self.split)
     self.num_rows = len(rows)
+    self.users = self.data.owner[rows.end - 1]  # [num_rows] user index of each target.
     rows = batches_lib.pad_rows(rows, self.batch_size)
     num_batches = len(rows) // self.batch_size
 
@@ -225,8 +226,7 @@ class Evaluator:
     outputs = self.outputs(score_fn, params)
     metrics = metrics_from_ranks(outputs['ranks'], self.ks)
     if 'candidate_scores' in outputs:
-      users = self.data.owner[batches_lib.eval_rows(self.data, self.split).end - 1]
-      metrics['GAUC'] = grouped_auc(users, outputs['candidate_scores'])
+      metrics['GAUC'] = grouped_auc(self.users, outputs['candidate_scores'])
     return metrics
 
   def _rank_all(self, score_fn: ScoreFn) -> Callable:

@@ -229,6 +229,9 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
       raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
                         f'of devices ({num_devices})')
   protocol_kind, _ = evaluation.parse_protocol(evaluation_config.protocol)
+  if protocol_kind != 'full' and evaluation_config.mask_history:
+    raise ConfigError('config.eval.mask_history applies to full ranking; with a sampled '
+                      'protocol use config.eval.negatives_exclude_history')
   metric_names = list(evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks)))
   if protocol_kind != 'full':
     metric_names.append('GAUC')

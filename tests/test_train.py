@@ -151,3 +151,9 @@ def test_grouped_protocol_reports_gauc_and_can_select_on_it(tmp_path):
   assert results['protocol'] == 'grouped:10'
   assert 0.5 < results['test']['GAUC'] <= 1.0
   assert results['valid_history'][0]['GAUC'] > 0
+
+
+def test_history_mask_with_a_sampled_protocol_is_rejected(tmp_path):
+  with pytest.raises(ConfigError, match='negatives_exclude_history'):
+    train.train_and_evaluate(tiny_config('pyramid', eval__protocol='uniform:10',
+                                         eval__mask_history=True), str(tmp_path))
