@@ -69,7 +69,7 @@ def save(directory: str, entry: str, data: SequenceData) -> None:
   with open(path + '.json.tmp', 'w') as f:
     json.dump(scalars, f)
   with open(path + '.npz.tmp', 'wb') as f:
-    np.savez(f, **{name: getattr(data, name) for name in ARRAYS})
+    np.savez(f, allow_pickle=False, **{name: getattr(data, name) for name in ARRAYS})
   # The .npz appears last, so a reader that finds it finds the .json too.
   os.replace(path + '.json.tmp', path + '.json')
   os.replace(path + '.npz.tmp', path + '.npz')

@@ -88,3 +88,54 @@ def test_generic_table_errors(tmp_path):
   config.path = _write(tmp_path, 'b.csv', 'user,item,timestamp\nu1,"x, y",1\n')
   with pytest.raises(DataError, match=r'b.csv:2: quoted fields are not supported'):
     data.load(config)
+
+
+def _parquet_config(path):
+  config = base.get_config().data
+  config.update(dict(name='table', path=path, features=('action', 'device')))
+  config.table.update(dict(user='uid', item='sku', timestamp='ts', rating='stars'))
+  return config
+
+
+def test_parquet_log_matches_the_same_log_as_csv(tmp_path):
+  pa = pytest.importorskip('pyarrow', reason='Parquet needs the optional extra '
+                                             '(pip install -r requirements-extras.txt)')
+  pq = pytest.importorskip('pyarrow.parquet')
+  rows = [('u1', 'x', 50, 4.0, 'ios'), ('u2', 'y', 10, 2.0, 'web'), ('u1', 'y', 20, 5.0, 'web'),
+          ('u1', 'z', 90000, 1.0, 'ios'), ('u2', 'x', 30, 3.0, 'ios')]
+  names = ('uid', 'sku', 'ts', 'stars', 'device')
+  csv = _write(tmp_path, 'log.csv', ','.join(names) + '\n' +
+               ''.join(','.join(map(str, row)) + '\n' for row in rows))
+  columns = dict(zip(names, map(list, zip(*rows))))
+  # The timestamp as a Parquet timestamp column, the user as a dictionary column.
+  columns['ts'] = pa.array([t * 1_000_000 for t in columns['ts']], pa.timestamp('us'))
+  columns['uid'] = pa.array(columns['uid']).dictionary_encode()
+  parquet = os.path.join(tmp_path, 'log.parquet')
+  pq.write_table(pa.table(columns), parquet)
+  from_csv, from_parquet = data.load(_parquet_config(csv)), data.load(_parquet_config(parquet))
+  np.testing.assert_array_equal(from_parquet.behaviors, from_csv.behaviors)
+  np.testing.assert_array_equal(from_parquet.user_ids, ['u1', 'u2'])
+  np.testing.assert_array_equal(from_parquet.item_ids, ['x', 'y', 'z'])
+  log = data.DATASETS['table'](_parquet_config(parquet))
+  np.testing.assert_array_equal(log.fields['action'], [4, 2, 5, 1, 3])
+  np.testing.assert_array_equal(log.fields['hour'], [1, 1, 1, 2, 1])  # 90000 s is 01:00.
+
+
+def test_parquet_errors_name_row_and_field(tmp_path):
+  pa = pytest.importorskip('pyarrow', reason='Parquet needs the optional extra '
+                                             '(pip install -r requirements-extras.txt)')
+  pq = pytest.importorskip('pyarrow.parquet')
+  path = os.path.join(tmp_path, 'log.parquet')
+  pq.write_table(pa.table(dict(uid=['a', None], sku=['x', 'y'], ts=[1, 2], stars=[5, 4],
+                               device=['ios', 'web'])), path)
+  with pytest.raises(DataError, match=r"log.parquet:2: field 'uid' is null"):
+    data.load(_parquet_config(path))
+  pq.write_table(pa.table(dict(uid=['a'], sku=['x'], ts=[1], stars=[0], device=['ios'])), path)
+  with pytest.raises(DataError, match=r"log.parquet:1: field 'stars' must be >= 1"):
+    data.load(_parquet_config(path))
+  pq.write_table(pa.table(dict(user=['a'], sku=['x'], ts=[1], stars=[5])), path)
+  with pytest.raises(DataError, match=r"log.parquet: no column 'uid' \(the user column\)"):
+    data.load(_parquet_config(path))
+  bad = _write(tmp_path, 'bad.parquet', 'uid,sku\n')
+  with pytest.raises(DataError, match=r'bad.parquet: not a readable Parquet file'):
+    data.load(_parquet_config(bad))
