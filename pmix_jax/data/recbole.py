@@ -2,7 +2,11 @@
 
 `user_id` and `item_id` (tokens) are required; `timestamp` orders each user's behaviors
 (file order when absent); `rating` becomes the `action` field (rounded to an integer >= 1).
-`category` comes from the `class` column (first token) of the `.item` file beside it.
+Any other feature named in `config.data.features` is looked up, in this order, among the
+`.inter` columns, the `.item` file's (by the behavior's item) and the `.user` file's (by its
+user) beside it, and becomes a categorical field (distinct values numbered from 1; of a
+`token_seq`, the first token). Two names follow the other loaders: `category` is the
+`.item` file's `class` column, `year` its `release_year`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,29 @@ def read_atomic(path: str) -> dict[str, np.ndarray]:
   return {name: table[:, i] for i, name in enumerate(names)}
 
 
+ALIASES = {'category': 'class', 'year': 'release_year'}
+
+
+def _categorical(tokens: np.ndarray) -> np.ndarray:
+  """Values >= 1 numbering the distinct first tokens (a token_seq's first token)."""
+  first = np.char.partition(tokens.astype(str), ' ')[:, 0]
+  return np.unique(first, return_inverse=True)[1] + 1
+
+
+def _lookup(path: str, keys: np.ndarray, side_path: str, side_keys: np.ndarray,
+            side_values: np.ndarray, key: str) -> np.ndarray:
+  """The categorical `side_values` of each of `keys` (rows of `path`) in `side_path`."""
+  values = _categorical(side_values)
+  order = np.argsort(side_keys)
+  index = np.clip(np.searchsorted(side_keys[order], keys), 0, len(order) - 1)
+  missing = side_keys[order][index] != keys
+  if missing.any():
+    line = int(np.argmax(missing)) + 2
+    raise DataError(f'{path}:{line}: field {key!r} = {str(keys[line - 2])!r} is not in '
+                    f'{side_path}')
+  return values[order][index]
+
+
 def load_recbole(path: str, features: tuple[str, ...]) -> InteractionLog:
   if not path.endswith('.inter'):
     raise DataError(f'config.data.path must name a RecBole .inter file, not {path!r}')
@@ -50,21 +77,26 @@ def load_recbole(path: str, features: tuple[str, ...]) -> InteractionLog:
     fields['action'] = rating.astype(np.int64)
   if 'timestamp' in columns:
     fields.update(time_fields(timestamp))
-  if 'category' in features:
-    item_path = os.path.splitext(path)[0] + '.item'
-    items = read_atomic(item_path)
-    if 'class' not in items:
-      raise DataError(f'{item_path}:1: header has no \'class\' column for the category')
-    first_class = np.array([tokens.split(' ')[0] for tokens in items['class']])
-    class_ids = np.unique(first_class, return_inverse=True)[1] + 1
-    order = np.argsort(items['item_id'])
-    index = np.clip(np.searchsorted(items['item_id'][order], columns['item_id']), 0,
-                    len(order) - 1)
-    missing = items['item_id'][order][index] != columns['item_id']
-    if missing.any():
-      line = int(np.argmax(missing)) + 2
-      raise DataError(f'{path}:{line}: item {columns["item_id"][line - 2]!r} is not in '
-                      f'{item_path}')
-    fields['category'] = class_ids[order][index]
+  side_files = {}  # Read at most once each, only when a feature needs them.
+  for name in features:
+    if name in fields:
+      continue
+    column = ALIASES.get(name, name)
+    if column in columns:
+      fields[name] = _categorical(columns[column])
+      continue
+    for suffix, key in (('.item', 'item_id'), ('.user', 'user_id')):
+      side_path = os.path.splitext(path)[0] + suffix
+      if os.path.exists(side_path) and suffix not in side_files:
+        side_files[suffix] = read_atomic(side_path)
+      side = side_files.get(suffix, {})
+      if column in side:
+        if key not in side:
+          raise DataError(f'{side_path}:1: header has no {key!r} column')
+        fields[name] = _lookup(path, columns[key], side_path, side[key], side[column], key)
+        break
+    else:
+      raise DataError(f'{path}: no column {column!r} for the feature {name!r} in it or in '
+                      'the .item/.user files beside it')
   return InteractionLog(user=columns['user_id'], item=columns['item_id'], timestamp=timestamp,
                         fields=fields, source=path)

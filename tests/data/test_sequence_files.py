@@ -1,5 +1,7 @@
 """One-line-per-user sequence files, item attributes, RecBole atomic files: parsing and errors."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,32 @@ def test_recbole_inter_and_item_files(tmp_path):
   np.testing.assert_array_equal(log.fields['action'], [4, 5, 3])
   np.testing.assert_array_equal(log.timestamp, [300, 100, 200])
   np.testing.assert_array_equal(log.fields['category'], [2, 1, 2])  # Action=1, Drama=2.
+
+
+def test_recbole_item_and_user_side_features(tmp_path):
+  path = _write(tmp_path, 'shop.inter', INTER)
+  _write(tmp_path, 'shop.item', 'item_id:token\trelease_year:token\tclass:token_seq\n'
+                                'b\t1999\tAction\na\t1995\tDrama Comedy\n')
+  _write(tmp_path, 'shop.user', 'user_id:token\tage:token\tgender:token\n'
+                                'u2\t53\tF\nu1\t24\tM\n')
+  log = recbole.load_recbole(path, ('year', 'gender', 'age'))
+  np.testing.assert_array_equal(log.fields['year'], [1, 2, 1])  # a: 1995, b: 1999.
+  np.testing.assert_array_equal(log.fields['gender'], [2, 2, 1])  # F = 1, M = 2.
+  np.testing.assert_array_equal(log.fields['age'], [1, 1, 2])
+  with pytest.raises(DataError, match=r"no column 'zip' for the feature 'zip'"):
+    recbole.load_recbole(path, ('zip',))
+  _write(tmp_path, 'shop.user', 'user_id:token\tgender:token\nu1\tM\n')
+  with pytest.raises(DataError, match=r"shop.inter:4: field 'user_id' = 'u2' is not in "
+                                      r'.*shop.user'):
+    recbole.load_recbole(path, ('gender',))
+
+
+def test_recbole_ml100k_side_features(shared_data):
+  path = os.path.join(shared_data, 'ml-100k-recbole', 'ml-100k.inter')
+  log = recbole.load_recbole(path, ('category', 'year', 'gender', 'age', 'occupation'))
+  assert len(np.unique(log.fields['gender'])) == 2
+  assert len(np.unique(log.fields['occupation'])) == 21
+  assert all(values.min() >= 1 for values in log.fields.values())
 
 
 @pytest.mark.parametrize('text, message', [
