@@ -74,3 +74,21 @@ def check_range(path: str, table: dict[str, np.ndarray], field: str, low: int,
     line = int(np.argmax(bad)) + 1
     bounds = f'[{low}, {high}]' if high is not None else f'>= {low}'
     raise DataError(f'{path}:{line}: field {field!r} = {column[line - 1]} is outside {bounds}')
+
+
+def lookup(path: str, table: dict[int, int], keys: np.ndarray, key: str, what: str,
+           keys_path: str | None = None) -> np.ndarray:
+  """`table[k]` for every k of `keys` (field `key` of `keys_path`, one per line, when
+  given); a key missing from the table (read from `path`) is an error naming it."""
+  ids = np.fromiter(table, np.int64, len(table))
+  values = np.fromiter(table.values(), np.int64, len(table))
+  order = np.argsort(ids)
+  index = np.clip(np.searchsorted(ids[order], keys), 0, len(ids) - 1)
+  missing = ids[order][index] != keys
+  if missing.any():
+    first = int(np.argmax(missing))
+    if keys_path is None:
+      raise DataError(f'{path}: {key} {keys[first]} has no {what}')
+    raise DataError(f'{keys_path}:{first + 1}: field {key!r} = {keys[first]} has no {what} '
+                    f'in {path}')
+  return values[order][index]

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from pmix_jax.data.readers import read_text
+from pmix_jax.data.readers import lookup, read_text
 from pmix_jax.data.sequences import InteractionLog
 from pmix_jax.errors import DataError
 
@@ -55,24 +55,6 @@ def read_item_attributes(path: str) -> dict[int, int]:
   return attributes
 
 
-def lookup(path: str, table: dict[int, int], items: np.ndarray, what: str,
-           items_path: str | None = None) -> np.ndarray:
-  """`table[item]` for every item of `items` (read from `items_path`, one per line, when
-  given); an item missing from the table (read from `path`) is an error naming it."""
-  keys = np.fromiter(table, np.int64)
-  values = np.fromiter(table.values(), np.int64)
-  order = np.argsort(keys)
-  index = np.clip(np.searchsorted(keys[order], items), 0, len(keys) - 1)
-  missing = keys[order][index] != items
-  if missing.any():
-    first = int(np.argmax(missing))
-    if items_path is None:
-      raise DataError(f'{path}: item {items[first]} has no {what}')
-    raise DataError(f"{items_path}:{first + 1}: field 'item' = {items[first]} has no {what} "
-                    f'in {path}')
-  return values[order][index]
-
-
 def load_sequence_file(path: str, features: tuple[str, ...]) -> InteractionLog:
   """A sequence file; `category` from `<stem>_item2attributes.json` beside it."""
   if not path:
@@ -82,5 +64,5 @@ def load_sequence_file(path: str, features: tuple[str, ...]) -> InteractionLog:
   if 'category' in features:
     attributes_path = os.path.splitext(path)[0] + '_item2attributes.json'
     fields['category'] = lookup(attributes_path, read_item_attributes(attributes_path), item,
-                                'attributes')
+                                'item', 'attributes')
   return InteractionLog(user=user, item=item, timestamp=position, fields=fields, source=path)
