@@ -1,11 +1,28 @@
-"""Pyramid Mixer (SIGIR 2025): every component on; see `pmix_jax/models/pyramid_mixer.py`."""
+"""Pyramid Mixer (SIGIR 2025): every component on; see `pmix_jax/models/pyramid_mixer.py`.
+
+The paper's ablations are variants of this config, not code forks:
+
+    python main.py --config=configs/pyramid.py:without_cross_behavior --workdir=...
+
+`without_cross_behavior`, `without_cross_feature`, `without_cross_period` (one level, no
+period scaling), `without_low_rank` (full-rank MLP-Mixer mixers) and `sum_fusion` (no gate).
+"""
 
 import ml_collections
 
 from configs import base
 
+# Variant name -> the model keys it changes.
+ABLATIONS = {
+    'without_cross_behavior': dict(cross_behavior=False),
+    'without_cross_feature': dict(cross_feature=False),
+    'without_cross_period': dict(kernel_sizes=(), strides=()),
+    'without_low_rank': dict(low_rank=False),
+    'sum_fusion': dict(fusion='sum'),
+}
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config = base.get_config()
   config.model.name = 'pyramid_mixer'
   config.model.layers_per_level = 1
@@ -19,5 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.cross_behavior = True
   config.model.cross_feature = True
   config.model.fusion = 'gate'  # 'gate' (Eq. 2) | 'sum'
+  if variant:
+    if variant not in ABLATIONS:
+      raise ValueError(f'unknown Pyramid Mixer variant {variant!r}; known: {sorted(ABLATIONS)}')
+    config.model.update(ABLATIONS[variant])
   config.lock()
   return config

@@ -75,11 +75,7 @@ def test_shapes():
 
 ABLATIONS = {
     'full': {},
-    'no_cross_behavior': dict(cross_behavior=False),
-    'no_cross_feature': dict(cross_feature=False),
-    'full_rank': dict(low_rank=False),
-    'sum_fusion': dict(fusion='sum'),
-    'single_level': dict(kernel_sizes=(), strides=()),
+    **configs.pyramid.ABLATIONS,  # The paper's ablations, as named config variants.
     'three_levels': dict(kernel_sizes=(2, 3), strides=(2, 1)),
     'swish': dict(activation='swish'),
     'two_layers_per_level': dict(layers_per_level=2),
@@ -98,6 +94,31 @@ def test_ablations_run(name):
     assert hidden.shape == (BATCH, 1, HIDDEN)
     assert table.shape == (VOCAB[0], HIDDEN)
     assert np.isfinite(hidden).all()
+
+
+def _param_names(variables) -> set[str]:
+  return {'/'.join(k.key for k in path)
+          for path, _ in jax.tree_util.tree_flatten_with_path(variables['params'])[0]}
+
+
+def test_named_variants_remove_what_they_name():
+  """Each named variant of configs/pyramid.py drops exactly its component's weights."""
+  inputs = make_inputs()
+
+  def names(variant):
+    cfg = configs.pyramid.get_config(variant).model
+    cfg.update(dict(hidden=HIDDEN, behavior_rank=4, feature_rank=8))
+    return _param_names(init(models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN), inputs))
+
+  full = names('')
+  assert any('behavior_mixer' in n for n in full) and any('fusion_gate' in n for n in full)
+  assert not any('behavior_mixer' in n for n in names('without_cross_behavior'))
+  assert not any('feature_mixer' in n for n in names('without_cross_feature'))
+  assert not any('fusion_gate' in n for n in names('without_cross_behavior'))
+  assert not any('fusion_gate' in n for n in names('sum_fusion'))
+  assert len(names('without_cross_period')) < len(full)
+  with pytest.raises(ValueError, match='unknown Pyramid Mixer variant'):
+    configs.pyramid.get_config('without_everything')
 
 
 @pytest.mark.parametrize('overrides', [
