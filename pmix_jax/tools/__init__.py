@@ -1,0 +1,1 @@
+"""Command-line tools that inspect a config's model: `python -m pmix_jax.tools.cost`."""
