@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   # For name='table': a delimited log with a header row; which column plays which role.
   config.data.table = ml_collections.ConfigDict(dict(
       delimiter=',', user='user_id', item='item_id', timestamp='timestamp', rating=''))
+  # For name='tfds': 'movielens/100k-ratings' or 'movielens/1m-ratings', prepared in the
+  # array_record format under config.data.path (the TFDS data_dir; '' for TFDS's default).
+  config.data.tfds_name = 'movielens/100k-ratings'
   # Processed sequences are cached here, keyed by the input files' bytes and config.data;
   # '' disables the cache.
   config.data.cache_dir = '~/.cache/pmix_jax'

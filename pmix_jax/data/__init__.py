@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
-import ml_collections
-
 import dataclasses
 
+import ml_collections
+
 from pmix_jax.data import (cache, movielens, preprocessing, recbole, sequence_files,
-                           synthetic, tabular)
+                           synthetic, tabular, tfds_source)
 from pmix_jax.data.sequences import SPLITS, InteractionLog, SequenceData, build_sequences
 from pmix_jax.errors import ConfigError, DataError
 
@@ -24,6 +24,8 @@ DATASETS: dict[str, Callable[[ml_collections.ConfigDict], InteractionLog]] = {
     'recbole': lambda cfg: recbole.load_recbole(cfg.path, tuple(cfg.features)),
     'amazon-ratings': lambda cfg: tabular.load_amazon_ratings(cfg.path, tuple(cfg.features)),
     'table': tabular.load_generic,
+    # TensorFlow Datasets (optional extra; imported only when used).
+    'tfds': lambda cfg: tfds_source.load_tfds(cfg.tfds_name, cfg.path, tuple(cfg.features)),
 }
 
 

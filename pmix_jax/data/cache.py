@@ -20,11 +20,16 @@ from pmix_jax.data.sequences import SequenceData
 ARRAYS = ('behaviors', 'stage', 'user_start', 'user_length', 'item_ids', 'user_ids')
 
 
-def input_files(path: str) -> list[str]:
-  """The files a dataset at `path` may read: a directory's files, or a file and its
-  siblings that share its stem (e.g. Beauty.txt and Beauty_item2attributes.json)."""
+def input_files(config: ml_collections.ConfigDict) -> list[str]:
+  """The files a dataset may read: a directory's files, a file and its siblings that share
+  its stem (e.g. Beauty.txt and Beauty_item2attributes.json), or for TFDS every file of the
+  prepared dataset under its data_dir."""
+  path = config.path
   if not path:
     return []
+  if config.name == 'tfds':
+    root = os.path.join(path, config.tfds_name)
+    return sorted(os.path.join(d, f) for d, _, files in os.walk(root) for f in files)
   if os.path.isdir(path):
     candidates = glob.glob(os.path.join(path, '*'))
   else:
@@ -41,8 +46,8 @@ def key(config: ml_collections.ConfigDict) -> str:
       digest.update(f.read())
   settings = {k: v for k, v in config.to_dict().items() if k != 'cache_dir'}
   digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-  for name in input_files(config.path):
-    digest.update(os.path.basename(name).encode())
+  for name in input_files(config):
+    digest.update(os.path.relpath(name, config.path).encode())
     with open(name, 'rb') as f:
       digest.update(hashlib.sha256(f.read()).digest())
   return digest.hexdigest()[:24]
@@ -76,8 +81,9 @@ def save(directory: str, entry: str, data: SequenceData) -> None:
 
 
 def cached(config: ml_collections.ConfigDict, build) -> SequenceData:
-  """`build()` unless an entry for `config` is in `config.cache_dir` ('' disables)."""
-  if not config.cache_dir:
+  """`build()` unless an entry for `config` is in `config.cache_dir` ('' disables; so does
+  TFDS's default data_dir, whose files the key cannot name)."""
+  if not config.cache_dir or (config.name == 'tfds' and not config.path):
     return build()
   directory = os.path.expanduser(config.cache_dir)
   entry = f'{config.name}-{key(config)}'
