@@ -228,6 +228,8 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
     if size <= 0 or size % num_devices:
       raise ConfigError(f'config.{name}={size} must be a positive multiple of the number '
                         f'of devices ({num_devices})')
+  for protocol in evaluation_config.also_protocols:
+    evaluation.parse_protocol(protocol)  # Fails on an unknown protocol before training.
   protocol_kind, _ = evaluation.parse_protocol(evaluation_config.protocol)
   if protocol_kind != 'full' and evaluation_config.mask_history:
     raise ConfigError('config.eval.mask_history applies to full ranking; with a sampled '
@@ -325,11 +327,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
   batch_sharding = NamedSharding(setup.mesh, P('data'))
-  def evaluator(split: str) -> evaluation.Evaluator:
+  def evaluator(split: str, protocol: str = config.eval.protocol) -> evaluation.Evaluator:
+    eval_config = ml_collections.ConfigDict({**config.eval.to_dict(), 'protocol': protocol})
     return evaluation.Evaluator(
-        data, split, max_len, config.eval.batch_size, config.eval.mask_history,
-        config.eval.tie_share, tuple(config.eval.ks), setup.mesh,
-        negatives=load_or_sample_negatives(workdir, data, split, config.eval))
+        data, split, max_len, config.eval.batch_size,
+        config.eval.mask_history and protocol == 'full', config.eval.tie_share,
+        tuple(config.eval.ks), setup.mesh,
+        negatives=load_or_sample_negatives(workdir, data, split, eval_config))
 
   validate = evaluator('valid')
 
@@ -409,10 +413,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
+  counts = jnp.asarray(data.train_item_counts(), jnp.float32)
   test = evaluator('test')
   final = dict(valid=validate(score_fn, best_state.params),
                test=test(score_fn, best_state.params))
-  popularity = test(popularity_score, jnp.asarray(data.train_item_counts(), jnp.float32))
+  popularity = test(popularity_score, counts)
+  also = {}
+  for protocol in config.eval.also_protocols:
+    also_test = evaluator('test', protocol)
+    also[protocol] = dict(valid=evaluator('valid', protocol)(score_fn, best_state.params),
+                          test=also_test(score_fn, best_state.params),
+                          popularity=dict(test=also_test(popularity_score, counts)))
   for split, metrics in final.items():
     for name, value in metrics.items():
       writer.add_scalar(f'final_{split}/{_tag(name)}', value, meta['best_step'])
@@ -425,7 +436,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       best_epoch=meta['best_epoch'], best_step=meta['best_step'], epochs_run=meta['epoch'],
       early_stopped=meta['stopped'], train_seconds=meta['train_seconds'],
       train_losses=meta['train_losses'], valid_history=meta['valid_history'],
-      baselines=dict(popularity=dict(test=popularity)), **final)
+      baselines=dict(popularity=dict(test=popularity)), also_protocols=also, **final)
   path = os.path.join(workdir, 'results.json')
   with open(path + '.tmp', 'w') as f:
     json.dump(results, f, indent=1)
@@ -433,4 +444,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   print(f'{config.model.name} on {data.source}: best epoch {meta["best_epoch"]}, protocol '
         f'{config.eval.protocol} ({data.num_items} items)')
   print(format_metrics({**final, 'test pop.': popularity}, tuple(config.eval.ks)))
+  for protocol, scores in also.items():
+    print(f'the same checkpoint, protocol {protocol}:')
+    print(format_metrics({'valid': scores['valid'], 'test': scores['test'],
+                          'test pop.': scores['popularity']['test']}, tuple(config.eval.ks)))
   return results

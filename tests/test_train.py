@@ -118,7 +118,8 @@ def test_missing_data_file_names_the_file(tmp_path):
 
 
 def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
-  config = tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20')
+  config = tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20',
+                       eval__also_protocols=('full',))
   first = train.train_and_evaluate(config, str(tmp_path))
   saved = sorted(os.listdir(tmp_path / 'negatives'))
   assert saved == ['test-popularity20-seed0.npy', 'valid-popularity20-seed0.npy']
@@ -127,6 +128,11 @@ def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
   full = train.train_and_evaluate(tiny_config('pyramid', train__num_epochs=1),
                                   str(tmp_path / 'full'))
   assert first['test']['HR@10'] > full['test']['HR@10']
+  # `also_protocols` scores the same checkpoint as a run under that protocol would (one
+  # epoch, so both keep the same checkpoint).
+  assert first['also_protocols']['full']['test'] == full['test']
+  assert (first['also_protocols']['full']['popularity']['test'] ==
+          full['baselines']['popularity']['test'])
   # A second run in the same workdir scores the same saved candidates.
   before = {name: os.path.getmtime(tmp_path / 'negatives' / name) for name in saved}
   again = train.train_and_evaluate(config, str(tmp_path))
