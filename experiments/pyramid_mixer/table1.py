@@ -1,0 +1,101 @@
+r"""Pyramid Mixer's Table 1 on the public data: tune on validation, then several seeds.
+
+    python -m experiments.pyramid_mixer.table1 --root=/tmp/table1 \
+        --datasets=ml-100k,ml-1m,beauty --models=pyramid,sasrec --seeds=0,1,2
+    python -m experiments.pyramid_mixer.report --root=/tmp/table1
+
+The paper's protocol (NOTES.md section 1): `recbole_mlp4rec` preprocessing (iterative
+5-core, leave-one-out by time, max length 50), 100 negatives sampled by whole-dataset
+popularity (excluding only the target), MRR/NDCG/HR@10, early stopping on validation MRR@10.
+Every chosen checkpoint is also scored under full ranking (`eval.also_protocols`).
+
+Tuning is the same for every model: each point of the grid (`--lrs` x `--dropouts` x
+`--hiddens`) trains once with the first seed and the point with the best validation MRR@10
+is kept (the test split is never looked at); the remaining seeds then train with it. Runs
+go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/`; a run whose results.json
+exists is not repeated, so the command can be stopped and started again, and several
+processes can share one root when given disjoint datasets or models.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import os
+
+import ml_collections
+from absl import app, flags
+
+from pmix_jax import train
+
+_ROOT = flags.DEFINE_string('root', None, 'Parent directory of all runs.')
+_SHARED = flags.DEFINE_string('shared_data', '../shared/data', 'The shared datasets.')
+_DATASETS = flags.DEFINE_list('datasets', ['ml-100k', 'ml-1m', 'beauty'], 'Datasets.')
+_MODELS = flags.DEFINE_list('models', ['pyramid', 'sasrec'], 'Config names in configs/.')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds; the first one tunes.')
+_LRS = flags.DEFINE_list('lrs', ['1e-3', '3e-3'], 'Learning rates of the grid.')
+_DROPOUTS = flags.DEFINE_list('dropouts', ['0.2'], 'Dropout rates of the grid.')
+_HIDDENS = flags.DEFINE_list('hiddens', ['64'], 'Hidden sizes of the grid.')
+_EPOCHS = flags.DEFINE_integer('num_epochs', 40, 'Most epochs of a run.')
+_PATIENCE = flags.DEFINE_integer('patience', 5, 'Evaluations without improvement to stop.')
+flags.mark_flag_as_required('root')
+
+# Dataset -> config.data values (paths relative to --shared_data) and side fields.
+DATASETS = {
+    'ml-100k': dict(name='ml-100k', path='ml-100k', features=('action', 'category', 'year')),
+    # The shared ML-1M copy is the chronological sequence file: no ratings or timestamps.
+    'ml-1m': dict(name='ml-1m-seq', path='ml-1m', features=('category', 'year')),
+    'beauty': dict(name='sequence-file', path='amazon-beauty/Beauty.txt',
+                   features=('category',)),
+}
+PROTOCOL = 'popularity:100'
+SELECTION_METRIC = 'MRR@10'
+
+
+def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
+               seed: int) -> ml_collections.ConfigDict:
+  config = importlib.import_module(f'configs.{model}').get_config()
+  data = DATASETS[dataset]
+  config.data.update(dict(name=data['name'], path=os.path.join(_SHARED.value, data['path']),
+                          features=data['features'], preset='recbole_mlp4rec', max_len=50))
+  config.model.update(dict(hidden=hidden, dropout=dropout))
+  config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
+  config.eval.update(dict(protocol=PROTOCOL, also_protocols=('full',), ks=(5, 10, 20),
+                          early_stopping_metric=SELECTION_METRIC, patience=_PATIENCE.value))
+  config.seed = seed
+  return config
+
+
+def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) -> dict:
+  lr, dropout, hidden = point
+  workdir = os.path.join(_ROOT.value, dataset, model,
+                         f'lr={lr:g},dropout={dropout:g},hidden={hidden}', f'seed={seed}')
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    print(f'--- {dataset} {model} lr={lr:g} dropout={dropout:g} hidden={hidden} seed={seed}',
+          flush=True)
+    train.train_and_evaluate(run_config(dataset, model, lr, dropout, hidden, seed), workdir)
+  with open(path) as f:
+    return json.load(f)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  seeds = [int(s) for s in _SEEDS.value]
+  grid = list(itertools.product(map(float, _LRS.value), map(float, _DROPOUTS.value),
+                                map(int, _HIDDENS.value)))
+  for dataset, model in itertools.product(_DATASETS.value, _MODELS.value):
+    if dataset not in DATASETS:
+      raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
+    tuned = {point: run(dataset, model, point, seeds[0]) for point in grid}
+    best = max(grid, key=lambda p: tuned[p]['valid'][SELECTION_METRIC])
+    with open(os.path.join(_ROOT.value, dataset, model, 'chosen.json'), 'w') as f:
+      json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
+                     grid=[list(p) for p in grid], selection=f'valid {SELECTION_METRIC}'), f)
+    for seed in seeds[1:]:
+      run(dataset, model, best, seed)
+
+
+if __name__ == '__main__':
+  app.run(main)
