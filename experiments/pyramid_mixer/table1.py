@@ -25,7 +25,7 @@ import json
 import os
 
 import ml_collections
-from absl import app, flags
+from absl import app, flags, logging
 
 from pmix_jax import train
 
@@ -82,6 +82,7 @@ def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) ->
 
 def main(argv: list[str]) -> None:
   del argv
+  logging.set_verbosity(logging.WARNING)
   seeds = [int(s) for s in _SEEDS.value]
   grid = list(itertools.product(map(float, _LRS.value), map(float, _DROPOUTS.value),
                                 map(int, _HIDDENS.value)))
