@@ -8,7 +8,8 @@ median over repeats of `--steps` steps), training targets/s counted one per pred
 cost analysis and the FLOP/s they imply, and the share of a real loop iteration (batch
 gather, host-to-device transfer, dispatch) spent outside the jitted step. Then the time of
 one full-ranking evaluation of every user (test split), after compilation. Without
-`--data_path` it runs on the synthetic data.
+`--data_path` it runs on the synthetic data. `--max_lens=50,200,800` shows how the cost
+grows with the sequence length (same hidden size and batch for every model).
 """
 
 from __future__ import annotations
@@ -27,18 +28,18 @@ from pmix_jax import evaluation, models, train
 
 _DATA_PATH = flags.DEFINE_string('data_path', '', 'MovieLens-100K directory (u.data).')
 _MODELS = flags.DEFINE_list('models', ['sasrec', 'pyramid'], 'Config names in configs/.')
-_MAX_LEN = flags.DEFINE_integer('max_len', 50, 'Sequence length.')
+_MAX_LENS = flags.DEFINE_list('max_lens', ['50'], 'Sequence lengths, one table row each.')
 _HIDDEN = flags.DEFINE_integer('hidden', 64, 'Embedding / hidden size.')
 _BATCH = flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Steps per timed repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats (the median is reported).')
 
 
-def benchmark_config(name: str, targets: str):
+def benchmark_config(name: str, targets: str, max_len: int):
   config = importlib.import_module(f'configs.{name}').get_config()
   if _DATA_PATH.value:
     config.data.name, config.data.path = 'ml-100k', _DATA_PATH.value
-  config.data.max_len = _MAX_LEN.value
+  config.data.max_len = max_len
   config.model.hidden = _HIDDEN.value
   config.train.batch_size = config.eval.batch_size = _BATCH.value
   config.train.targets = targets
@@ -58,8 +59,8 @@ def median_seconds(run, repeats: int) -> float:
   return statistics.median(times)
 
 
-def measure(name: str, targets: str) -> dict:
-  setup = train.Setup.create(benchmark_config(name, targets))
+def measure(name: str, targets: str, max_len: int) -> dict:
+  setup = train.Setup.create(benchmark_config(name, targets, max_len))
   sharding = jax.sharding.NamedSharding(setup.mesh, jax.sharding.PartitionSpec('data'))
   host_batches = list(itertools.islice(setup.train_batches.epoch(0), _STEPS.value))
   device_batches = [jax.device_put(b, sharding) for b in host_batches]
@@ -90,7 +91,7 @@ def measure(name: str, targets: str) -> dict:
   evaluator.ranks(setup.score_fn, state.params)  # Compile.
   eval_seconds = median_seconds(lambda: evaluator.ranks(setup.score_fn, state.params),
                                 _REPEATS.value)
-  return dict(model=name, targets=targets, step_ms=1e3 * step_seconds,
+  return dict(model=name, targets=targets, max_len=max_len, step_ms=1e3 * step_seconds,
               targets_per_s=predicted / step_seconds, sequences_per_s=sequences / step_seconds,
               gflop_per_step=flops / 1e9, gflop_per_s=flops / 1e9 / step_seconds,
               outside_step=max(loop_seconds - step_seconds, 0.0) / loop_seconds,
@@ -108,19 +109,19 @@ def matmul_gflop_per_s(size: int = 2048) -> float:
 def main(argv):
   del argv
   print(f'devices: {jax.devices()}; data: {_DATA_PATH.value or "synthetic"}; '
-        f'max_len {_MAX_LEN.value}, hidden {_HIDDEN.value}, batch {_BATCH.value}, 2 layers, '
+        f'hidden {_HIDDEN.value}, batch {_BATCH.value}, 2 layers, '
         'full-softmax cross-entropy')
   print(f'reference: a 2048x2048 float32 matmul runs at {matmul_gflop_per_s():.0f} GFLOP/s')
-  header = ('| model | targets | step ms | targets/s | sequences/s | GFLOP/step | GFLOP/s '
+  header = ('| model | targets | max_len | step ms | targets/s | sequences/s | GFLOP/step | GFLOP/s '
             '| outside step | full-ranking eval of all users |')
   print(header)
   print('|---' * (header.count('|') - 1) + '|')
   for name in _MODELS.value:
     model_name = importlib.import_module(f'configs.{name}').get_config().model.name
     modes = ['prefix', 'seq2seq'] if models.MODELS[model_name].causal else ['prefix']
-    for targets in modes:
-      r = measure(name, targets)
-      print(f'| {r["model"]} | {r["targets"]} | {r["step_ms"]:.1f} | {r["targets_per_s"]:,.0f} '
+    for targets, max_len in itertools.product(modes, map(int, _MAX_LENS.value)):
+      r = measure(name, targets, max_len)
+      print(f'| {r["model"]} | {r["targets"]} | {max_len} | {r["step_ms"]:.1f} | {r["targets_per_s"]:,.0f} '
             f'| {r["sequences_per_s"]:,.0f} | {r["gflop_per_step"]:.2f} | '
             f'{r["gflop_per_s"]:.1f} | {100 * r["outside_step"]:.1f}% | '
             f'{1e3 * r["eval_s"]:.1f} ms ({r["eval_users"]} users) |', flush=True)
