@@ -27,13 +27,45 @@ METRICS = ('MRR@10', 'NDCG@10', 'HR@10')
 # Table 1 of the paper (MRR@10, NDCG@10, HR@10), 100 popularity-sampled negatives.
 PAPER = {
     'ml-100k': {'popularity': (.1496, .0783, .4044), 'sasrec': (.1901, .2612, .4920),
-                'pyramid_mixer': (.2043, .2768, .5197)},
+                'pyramid': (.2043, .2768, .5197)},
     'ml-1m': {'popularity': (.3904, .4547, .6599), 'sasrec': (.4100, .4720, .6697),
-              'pyramid_mixer': (.4432, .4968, .6993)},
+              'pyramid': (.4432, .4968, .6993)},
     'beauty': {'popularity': (.0305, .0443, .0954), 'sasrec': (.2009, .2447, .3874),
-               'pyramid_mixer': (.2293, .2668, .4412)},
+               'pyramid': (.2293, .2668, .4412)},
 }
 DATASETS = ('ml-100k', 'ml-1m', 'beauty')
+
+COMMANDS = """```bash
+python -m experiments.pyramid_mixer.table1 --root=ROOT --datasets=ml-100k,ml-1m,beauty \\
+    --models=pyramid,sasrec --seeds=0,1,2
+# The ablations (ML-1M in the paper's spirit; any dataset works):
+python -m experiments.pyramid_mixer.table1 --root=ROOT --datasets=ml-1m --models=pyramid,\\
+pyramid:without_cross_behavior,pyramid:without_cross_feature,pyramid:without_cross_period,\\
+pyramid:without_low_rank,pyramid:sum_fusion
+python -m experiments.pyramid_mixer.report --root=ROOT
+```"""
+
+DIFFERENCES = """## Where we differ from the paper, and why
+
+- **Features.** The paper's cross-feature mixer had industrial behavior features (actions,
+  play time, authors). The public data offers less: ML-100K behaviors carry the item id,
+  the rating (`action`), the first genre and the release year; the shared ML-1M copy is the
+  chronological sequence file (no ratings or timestamps), so item id, genre and year;
+  Beauty, the item id and its first category. SASRec reads the item id only.
+- **Negatives.** 100 distinct negatives per target, drawn once with probability
+  proportional to whole-dataset counts, excluding only the target, and shared by every
+  model; RecBole draws them with replacement. Ranks count ties pessimistically.
+- **SASRec's training.** SASRec is trained on every position of each window (its original
+  recipe); RecBole trains it on every prefix, which predicts the same targets.
+- **Tuning budget.** Identical for every model: the grid in the last table, chosen on
+  validation MRR@10 with the first seed, at most `--num_epochs` epochs with early stopping
+  after `--patience` evaluations without improvement (the paper's patience is 10). The
+  paper does not report its grids.
+- **The paper's PopRec row** is internally inconsistent (NDCG@10 below MRR@10, impossible
+  for one target), and our most-popular ranker under this protocol is far below it on
+  ML-100K: see the README's section on sampled protocols.
+- **Missing cells** are runs not done yet on this 2-core CPU machine (an ML-1M Pyramid
+  Mixer epoch is about a million training rows); the commands above produce them."""
 
 
 def load_cell(directory: str) -> tuple[dict, list[dict]] | None:
@@ -74,8 +106,8 @@ def main(argv: list[str]) -> None:
   for dataset in DATASETS:
     for directory in sorted(glob.glob(os.path.join(_ROOT.value, dataset, '*'))):
       cell = load_cell(directory)
-      if cell and cell[1]:
-        cells[(dataset, cell[1][0]['model'])] = cell
+      if cell and cell[1]:  # Labelled by directory: config name, maybe with a variant.
+        cells[(dataset, os.path.basename(directory))] = cell
   lines = [
       '# Pyramid Mixer, Table 1 on public data',
       '',
@@ -108,7 +140,10 @@ def main(argv: list[str]) -> None:
     if paper:
       lines.append(f'| {dataset} | most popular | ' + ' | '.join(
           f'{p:.4f} | {ours[0][m]:.4f}' for p, m in zip(paper, METRICS)) + ' |')
+  missing = [d for d in DATASETS if not any(d == dataset for dataset, _ in cells)]
   lines += [
+      '',
+      f'No runs yet: {", ".join(missing)}.' if missing else 'Every dataset has runs.',
       '',
       '## The same checkpoints under `full` ranking (every item a candidate)',
       '',
@@ -126,6 +161,7 @@ def main(argv: list[str]) -> None:
         f'| {dataset} | {model} | {grid} | ({chosen["lr"]:g}, {chosen["dropout"]:g}, '
         f'{chosen["hidden"]}) | {", ".join(str(r["best_epoch"]) for r in runs)} | '
         f'{np.mean([r["train_seconds"] for r in runs]):.0f} |')
+  lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(_OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')
   os.replace(_OUT.value + '.tmp', _OUT.value)

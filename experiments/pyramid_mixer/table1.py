@@ -12,7 +12,8 @@ Every chosen checkpoint is also scored under full ranking (`eval.also_protocols`
 Tuning is the same for every model: each point of the grid (`--lrs` x `--dropouts` x
 `--hiddens`) trains once with the first seed and the point with the best validation MRR@10
 is kept (the test split is never looked at); the remaining seeds then train with it. Runs
-go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/`; a run whose results.json
+go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant such as
+`pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`); a run whose results.json
 exists is not repeated, so the command can be stopped and started again, and several
 processes can share one root when given disjoint datasets or models.
 """
@@ -32,7 +33,9 @@ from pmix_jax import train
 _ROOT = flags.DEFINE_string('root', None, 'Parent directory of all runs.')
 _SHARED = flags.DEFINE_string('shared_data', '../shared/data', 'The shared datasets.')
 _DATASETS = flags.DEFINE_list('datasets', ['ml-100k', 'ml-1m', 'beauty'], 'Datasets.')
-_MODELS = flags.DEFINE_list('models', ['pyramid', 'sasrec'], 'Config names in configs/.')
+_MODELS = flags.DEFINE_list(
+    'models', ['pyramid', 'sasrec'],
+    'Config names in configs/, optionally with a variant: pyramid:without_cross_feature.')
 _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds; the first one tunes.')
 _LRS = flags.DEFINE_list('lrs', ['1e-3', '3e-3'], 'Learning rates of the grid.')
 _DROPOUTS = flags.DEFINE_list('dropouts', ['0.2'], 'Dropout rates of the grid.')
@@ -55,7 +58,9 @@ SELECTION_METRIC = 'MRR@10'
 
 def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
                seed: int) -> ml_collections.ConfigDict:
-  config = importlib.import_module(f'configs.{model}').get_config()
+  name, _, variant = model.partition(':')
+  module = importlib.import_module(f'configs.{name}')
+  config = module.get_config(variant) if variant else module.get_config()
   data = DATASETS[dataset]
   config.data.update(dict(name=data['name'], path=os.path.join(_SHARED.value, data['path']),
                           features=data['features'], preset='recbole_mlp4rec', max_len=50))
@@ -69,7 +74,7 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
 
 def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) -> dict:
   lr, dropout, hidden = point
-  workdir = os.path.join(_ROOT.value, dataset, model,
+  workdir = os.path.join(_ROOT.value, dataset, model.replace(':', '-'),
                          f'lr={lr:g},dropout={dropout:g},hidden={hidden}', f'seed={seed}')
   path = os.path.join(workdir, 'results.json')
   if not os.path.exists(path):
@@ -91,7 +96,8 @@ def main(argv: list[str]) -> None:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
     tuned = {point: run(dataset, model, point, seeds[0]) for point in grid}
     best = max(grid, key=lambda p: tuned[p]['valid'][SELECTION_METRIC])
-    with open(os.path.join(_ROOT.value, dataset, model, 'chosen.json'), 'w') as f:
+    with open(os.path.join(_ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
+              'w') as f:
       json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
                      grid=[list(p) for p in grid], selection=f'valid {SELECTION_METRIC}'), f)
     for seed in seeds[1:]:
