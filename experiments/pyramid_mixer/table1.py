@@ -13,9 +13,9 @@ Tuning is the same for every model: each point of the grid (`--lrs` x `--dropout
 `--hiddens`) trains once with the first seed and the point with the best validation MRR@10
 is kept (the test split is never looked at); the remaining seeds then train with it. Runs
 go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant such as
-`pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`); a run whose results.json
-exists is not repeated, so the command can be stopped and started again, and several
-processes can share one root when given disjoint datasets or models.
+`pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`); a
+run whose results.json exists is not repeated, so the command can be stopped and started
+again, and several processes can share one root when given disjoint datasets or models.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from absl import app, flags, logging
 
 from pmix_jax import train
 
-_ROOT = flags.DEFINE_string('root', None, 'Parent directory of all runs.')
+# Public: report.py and efficiency.py read the runs under the same --root.
+ROOT = flags.DEFINE_string('root', None, 'Parent directory of all runs.')
 _SHARED = flags.DEFINE_string('shared_data', '../shared/data', 'The shared datasets.')
 _DATASETS = flags.DEFINE_list('datasets', ['ml-100k', 'ml-1m', 'beauty'], 'Datasets.')
 _MODELS = flags.DEFINE_list(
@@ -72,9 +73,26 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
   return config
 
 
+def load_cell(directory: str) -> tuple[dict, list[dict]] | None:
+  """The chosen grid point of one dataset/model and its runs (one per seed)."""
+  chosen_path = os.path.join(directory, 'chosen.json')
+  if not os.path.exists(chosen_path):
+    return None
+  with open(chosen_path) as f:
+    chosen = json.load(f)
+  point = f'lr={chosen["lr"]:g},dropout={chosen["dropout"]:g},hidden={chosen["hidden"]}'
+  runs = []
+  for seed in chosen['seeds']:
+    path = os.path.join(directory, point, f'seed={seed}', 'results.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        runs.append(json.load(f))
+  return chosen, runs
+
+
 def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) -> dict:
   lr, dropout, hidden = point
-  workdir = os.path.join(_ROOT.value, dataset, model.replace(':', '-'),
+  workdir = os.path.join(ROOT.value, dataset, model.replace(':', '-'),
                          f'lr={lr:g},dropout={dropout:g},hidden={hidden}', f'seed={seed}')
   path = os.path.join(workdir, 'results.json')
   if not os.path.exists(path):
@@ -96,7 +114,7 @@ def main(argv: list[str]) -> None:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
     tuned = {point: run(dataset, model, point, seeds[0]) for point in grid}
     best = max(grid, key=lambda p: tuned[p]['valid'][SELECTION_METRIC])
-    with open(os.path.join(_ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
+    with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
               'w') as f:
       json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
                      grid=[list(p) for p in grid], selection=f'valid {SELECTION_METRIC}'), f)
