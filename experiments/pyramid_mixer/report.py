@@ -33,7 +33,7 @@ PAPER = {
     'beauty': {'popularity': (.0305, .0443, .0954), 'sasrec': (.2009, .2447, .3874),
                'pyramid': (.2293, .2668, .4412)},
 }
-DATASETS = ('ml-100k', 'ml-1m', 'beauty')
+DATASETS = tuple(table1.DATASETS)
 
 COMMANDS = """```bash
 python -m experiments.pyramid_mixer.table1 --root=ROOT --datasets=ml-100k,ml-1m,beauty \\
@@ -125,10 +125,10 @@ def main(argv: list[str]) -> None:
     if paper:
       lines.append(f'| {dataset} | most popular | ' + ' | '.join(
           f'{p:.4f} | {ours[0][m]:.4f}' for p, m in zip(paper, METRICS)) + ' |')
-  missing = [d for d in DATASETS if not any(d == dataset for dataset, _ in cells)]
+  missing = [d for d in PAPER if not any(d == dataset for dataset, _ in cells)]
   lines += [
       '',
-      f'No runs yet: {", ".join(missing)}.' if missing else 'Every dataset has runs.',
+      f'No runs yet: {", ".join(missing)}.' if missing else 'Every paper dataset has runs.',
       '',
       '## The same checkpoints under `full` ranking (every item a candidate)',
       '',

@@ -52,6 +52,8 @@ DATASETS = {
     'ml-1m': dict(name='ml-1m-seq', path='ml-1m', features=('category', 'year')),
     'beauty': dict(name='sequence-file', path='amazon-beauty/Beauty.txt',
                    features=('category',)),
+    # The embedded generator: a smoke test of the pipeline, not a row of the paper's table.
+    'synthetic': dict(name='synthetic', path='', features=('action', 'category')),
 }
 PROTOCOL = 'popularity:100'
 SELECTION_METRIC = 'MRR@10'
@@ -63,7 +65,8 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
   module = importlib.import_module(f'configs.{name}')
   config = module.get_config(variant) if variant else module.get_config()
   data = DATASETS[dataset]
-  config.data.update(dict(name=data['name'], path=os.path.join(_SHARED.value, data['path']),
+  path = data['path'] and os.path.join(_SHARED.value, data['path'])
+  config.data.update(dict(name=data['name'], path=path,
                           features=data['features'], preset='recbole_mlp4rec', max_len=50))
   config.model.update(dict(hidden=hidden, dropout=dropout))
   config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))

@@ -1,0 +1,50 @@
+"""The Table 1 pipeline end to end on the synthetic data: tune, seeds, report."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def _run(module, *args):
+  result = subprocess.run([sys.executable, '-m', module, *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
+  root = str(tmp_path / 'runs')
+  flags = [f'--root={root}', '--datasets=synthetic', '--models=sasrec', '--seeds=0,1',
+           '--lrs=1e-3,1e-2', '--num_epochs=1']
+  _run('experiments.pyramid_mixer.table1', *flags)
+  cell = os.path.join(root, 'synthetic', 'sasrec')
+  with open(os.path.join(cell, 'chosen.json')) as f:
+    chosen = json.load(f)
+  runs = {}
+  for point in ('lr=0.001,dropout=0.2,hidden=64', 'lr=0.01,dropout=0.2,hidden=64'):
+    with open(os.path.join(cell, point, 'seed=0', 'results.json')) as f:
+      runs[point] = json.load(f)
+  best = max(runs, key=lambda p: runs[p]['valid']['MRR@10'])
+  assert best == f'lr={chosen["lr"]:g},dropout=0.2,hidden=64'  # Chosen on validation.
+  assert os.path.exists(os.path.join(cell, best, 'seed=1', 'results.json'))
+  other = next(p for p in runs if p != best)
+  assert not os.path.exists(os.path.join(cell, other, 'seed=1'))
+  assert runs[best]['protocol'] == 'popularity:100'
+  assert 'full' in runs[best]['also_protocols']
+  # Runs that exist are not repeated.
+  mtime = os.path.getmtime(os.path.join(cell, best, 'seed=1', 'results.json'))
+  _run('experiments.pyramid_mixer.table1', *flags)
+  assert os.path.getmtime(os.path.join(cell, best, 'seed=1', 'results.json')) == mtime
+
+  out = str(tmp_path / 'RESULTS.md')
+  _run('experiments.pyramid_mixer.report', f'--root={root}', f'--out={out}')
+  with open(out) as f:
+    text = f.read()
+  assert 'No runs yet: ml-100k, ml-1m, beauty.' in text
+  ndcg = [json.load(open(os.path.join(cell, best, f'seed={s}', 'results.json')))['test']
+          ['NDCG@10'] for s in (0, 1)]
+  assert '| synthetic | sasrec | 2 |' in text
+  assert f'{sum(ndcg) / 2:.4f} ±' in text  # The mean over seeds, read from the runs.
