@@ -30,12 +30,9 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pmix_jax import data as data_lib
-from pmix_jax import evaluation, models
+from pmix_jax import evaluation, losses, models
 from pmix_jax.data import batches as batches_lib
 from pmix_jax.errors import ConfigError
-
-NEG_INF = -1e9  # Finite, so that masked entries give zero (not NaN) gradients.
-
 
 @flax.struct.dataclass
 class TrainState:
@@ -43,46 +40,6 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array  # Raw key data of the run's base key (orbax saves plain arrays).
-
-
-# --- Losses: (hidden [B, T, D], item_table [V, D], targets [B, T], key, num_negatives) ->
-# mean over targets > 0.
-
-def _masked_mean(per_target: jax.Array, targets: jax.Array) -> jax.Array:
-  valid = targets > 0
-  return jnp.sum(jnp.where(valid, per_target, 0.0)) / jnp.maximum(valid.sum(), 1)
-
-
-def softmax_loss(hidden, table, targets, key, num_negatives):
-  del key, num_negatives
-  # A 2-D product: XLA's CPU dot is much slower on the equivalent 3-D einsum.
-  logits = (hidden.reshape(-1, hidden.shape[-1]) @ table.T).reshape(*targets.shape, -1)
-  logits = jnp.where(jnp.arange(table.shape[0]) == 0, NEG_INF, logits)  # Padding is no class.
-  return _masked_mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets), targets)
-
-
-def sampled_softmax_loss(hidden, table, targets, key, num_negatives):
-  """Cross-entropy over the target and `num_negatives` uniform items shared by the batch."""
-  negatives = jax.random.randint(key, (num_negatives,), 1, table.shape[0])
-  positive = jnp.sum(hidden * table[targets], axis=-1, keepdims=True)
-  negative = jnp.einsum('btd,sd->bts', hidden, table[negatives])
-  negative = jnp.where(negatives == targets[..., None], NEG_INF, negative)  # Accidental hits.
-  logits = jnp.concatenate([positive, negative], axis=-1)
-  return _masked_mean(jax.nn.logsumexp(logits, axis=-1) - positive[..., 0], targets)
-
-
-def bce_loss(hidden, table, targets, key, num_negatives):
-  """Binary cross-entropy, the target against `num_negatives` uniform items of its own."""
-  negatives = jax.random.randint(key, targets.shape + (num_negatives,), 1, table.shape[0])
-  positive = jnp.sum(hidden * table[targets], axis=-1)
-  negative = jnp.einsum('btd,btsd->bts', hidden, table[negatives])
-  negative_term = jnp.where(negatives == targets[..., None], 0.0,
-                            jax.nn.log_sigmoid(-negative)).sum(-1)
-  return _masked_mean(-jax.nn.log_sigmoid(positive) - negative_term, targets)
-
-
-LOSSES: dict[str, Callable] = dict(
-    softmax=softmax_loss, sampled_softmax=sampled_softmax_loss, bce=bce_loss)
 
 
 def make_optimizer(config: ml_collections.ConfigDict,
@@ -123,12 +80,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   dropout_key, negatives_key = jax.random.split(key)
 
   def loss_fn(params):
-    hidden, table = model.apply({'params': params}, batch['inputs'], train=True,
-                                rngs={'dropout': dropout_key})
+    rngs = {'dropout': dropout_key, 'negatives': negatives_key}
+    if hasattr(model, 'training_loss'):  # The model's own training signal (e.g. masking).
+      return model.apply({'params': params}, batch, loss=loss, num_negatives=num_negatives,
+                         rngs=rngs, method='training_loss')
+    hidden, table = model.apply({'params': params}, batch['inputs'], train=True, rngs=rngs)
     targets = batch['targets']
     if not sequence_targets:
       hidden, targets = hidden[:, -1:], targets[:, None]
-    return LOSSES[loss](hidden, table, targets, negatives_key, num_negatives)
+    return losses.LOSSES[loss](hidden, table, targets, negatives_key, num_negatives)
 
   value, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -214,15 +174,16 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
   if train.targets not in ('prefix', 'seq2seq'):
     raise ConfigError(f"config.train.targets must be 'prefix' or 'seq2seq', "
                       f'not {train.targets!r}')
-  if train.targets == 'seq2seq' and not model.causal:
+  if train.targets == 'seq2seq' and not (model.causal or hasattr(model, 'training_loss')):
     raise ConfigError(f'model {config.model.name!r} is not causal: it cannot be trained on '
                       "every position; use config.train.targets='prefix'")
   if not 0 <= train.window_stride <= config.data.max_len:
     raise ConfigError('config.train.window_stride must lie in [0, config.data.max_len]')
   if train.num_epochs < 1:
     raise ConfigError('config.train.num_epochs must be at least 1')
-  if train.loss not in LOSSES:
-    raise ConfigError(f'unknown config.train.loss {train.loss!r}; known: {sorted(LOSSES)}')
+  if train.loss not in losses.LOSSES:
+    raise ConfigError(f'unknown config.train.loss {train.loss!r}; known: '
+                      f'{sorted(losses.LOSSES)}')
   for name, size in [('train.batch_size', train.batch_size),
                      ('eval.batch_size', evaluation_config.batch_size)]:
     if size <= 0 or size % num_devices:

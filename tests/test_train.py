@@ -6,7 +6,13 @@ import os
 import signal
 import subprocess
 import time
+from typing import ClassVar
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 from pmix_jax import train
@@ -163,3 +169,33 @@ def test_history_mask_with_a_sampled_protocol_is_rejected(tmp_path):
   with pytest.raises(ConfigError, match='negatives_exclude_history'):
     train.train_and_evaluate(tiny_config('pyramid', eval__protocol='uniform:10',
                                          eval__mask_history=True), str(tmp_path))
+
+
+class _OwnLossModel(nn.Module):
+  """A model with its own training signal: the loop must call `training_loss`."""
+  causal: ClassVar[bool] = False
+
+  @nn.compact
+  def __call__(self, inputs, *, train):
+    table = self.param('table', nn.initializers.ones, (5, 2))
+    return jnp.ones((inputs.shape[0], 1, 2)), table
+
+  def training_loss(self, batch, *, loss, num_negatives):
+    _, table = self(batch['inputs'], train=True)
+    noise = jax.random.uniform(self.make_rng('negatives'))
+    return jnp.sum(table) * batch['targets'].sum() * num_negatives + 0.0 * noise
+
+
+def test_a_model_with_its_own_training_loss_is_trained_on_it():
+  model = _OwnLossModel()
+  params = model.init(jax.random.key(0), jnp.zeros((1, 3, 1), jnp.int32), train=False)['params']
+  tx = optax.sgd(0.1)
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           opt_state=tx.init(params),
+                           rng=jax.random.key_data(jax.random.key(1)))
+  batch = dict(inputs=jnp.ones((2, 3, 1), jnp.int32), targets=jnp.array([1, 2]))
+  new_state, value = train.train_step(state, batch, model=model, tx=tx, loss='softmax',
+                                      num_negatives=2, sequence_targets=False)
+  assert value == 10 * 3 * 2  # sum(table) * sum(targets) * num_negatives.
+  # d loss / d table = 6 everywhere, so one SGD step moves every entry by -0.6.
+  np.testing.assert_allclose(new_state.params['table'], 1 - 0.6, rtol=1e-6)

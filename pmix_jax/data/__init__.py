@@ -38,7 +38,10 @@ def load(config: ml_collections.ConfigDict) -> SequenceData:
 
 
 def _build(config: ml_collections.ConfigDict) -> SequenceData:
-  log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](config))
+  # `user` is derived from the ids by build_sequences, whatever the source.
+  read_config = ml_collections.ConfigDict(config.to_dict())
+  read_config.features = tuple(name for name in config.features if name != 'user')
+  log, removed = preprocessing.apply_preset(config.preset, DATASETS[config.name](read_config))
   split = config.split or preprocessing.PRESETS[config.preset].split
   if split not in SPLITS:
     raise ConfigError(f'unknown config.data.split {split!r}; known: {sorted(SPLITS)}')

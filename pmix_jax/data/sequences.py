@@ -161,14 +161,21 @@ SPLITS = dict(leave_one_out=leave_one_out, temporal=temporal,
 
 def build_sequences(log: InteractionLog, feature_names: tuple[str, ...],
                     split: str = 'leave_one_out') -> SequenceData:
-  """Remaps ids to 1..N, orders each user's behaviors by time (stable) and lays them out."""
+  """Remaps ids to 1..N, orders each user's behaviors by time (stable) and lays them out.
+
+  The feature name `user` is derived here, for every dataset: the behavior's user index
+  + 1, which models with user embeddings (BPR-MF, FPMC) read.
+  """
   if not len(log.user):
     raise DataError(f'{log.source}: no interactions')
+  user_ids, user_index = np.unique(log.user, return_inverse=True)
+  if 'user' in feature_names:
+    log = dataclasses.replace(log, fields={**log.fields, 'user': user_index + 1})
   missing = [name for name in feature_names if name not in log.fields]
   if missing:
     raise DataError(f'{log.source}: feature field(s) {missing} requested by '
-                    f'config.data.features are not provided; available: {sorted(log.fields)}')
-  user_ids, user_index = np.unique(log.user, return_inverse=True)
+                    f'config.data.features are not provided; available: '
+                    f'{sorted({*log.fields, "user"})}')
   item_ids, item_index = np.unique(log.item, return_inverse=True)
   # Stable: equal (user, timestamp) keep their order in the log.
   order = np.lexsort((np.arange(len(user_index)), log.timestamp, user_index))

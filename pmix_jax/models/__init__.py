@@ -6,6 +6,13 @@ item embeddings they are scored against (`scores = hidden @ item_table.T`). A *c
 returns `T = L`, one state per position that sees only earlier positions, and can be trained
 on every position (`train.targets = 'seq2seq'`); others return `T = 1`, the state after the
 last behavior.
+
+A model whose training signal is not "predict the next item from this state" (BERT4Rec's
+masked items, for one) also defines `training_loss(self, batch, *, loss, num_negatives)`:
+`batch` holds `inputs` and `targets` as the loop batches them (`[B]` per row for `prefix`,
+`[B, L]` for `seq2seq`), `loss` and `num_negatives` are `config.train`'s, randomness comes
+from the 'dropout' and 'negatives' RNG streams, and it returns the scalar loss. The loop
+then calls it instead of the generic loss, and may train such a model on windows.
 """
 
 from __future__ import annotations

@@ -154,3 +154,12 @@ def test_per_user_temporal_split_by_position():
                        timestamp=np.arange(10), fields={}, source='order')
   data = build_sequences(log, (), split='per_user_temporal')
   np.testing.assert_array_equal(data.stage[1:], [0] * 7 + [1] + [2] * 2)
+
+
+def test_user_field_is_derived_for_every_log():
+  """`user` (for user-embedding models) is the user's index + 1 on each of its behaviors."""
+  data = build_sequences(make_log(), ('user', 'action'))
+  assert data.field_names == ('item', 'user', 'action') and data.vocab_sizes[1] == 4
+  for index in range(data.num_users):
+    start, length = data.user_start[index], data.user_length[index]
+    assert (data.behaviors[start:start + length, 1] == index + 1).all()
