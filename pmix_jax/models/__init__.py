@@ -51,4 +51,4 @@ def build(config: ml_collections.ConfigDict, vocab_sizes: tuple[int, ...],
 
 
 # Importing the modules fills the registry.
-from pmix_jax.models import pyramid_mixer, sasrec  # noqa: E402,F401
+from pmix_jax.models import bpr_mf, fpmc, pyramid_mixer, sasrec  # noqa: E402,F401
