@@ -2,8 +2,10 @@ r"""Training and evaluation speed on this machine, measured with the training lo
 
     python -m experiments.benchmark --data_path=../shared/data/ml-100k
 
-For every model and target mode: the jitted train step's median time (warm-up excluded,
-median over repeats of `--steps` steps), training targets/s counted one per predicted item
+For every model config (default: all of configs/) and target mode (the config's own, and
+`prefix` for causal models), with the same hidden size, batch, depth and loss: the jitted
+train step's median time (warm-up excluded, median over repeats of `--steps` steps),
+training targets/s counted one per predicted item
 (the way a prefix-per-row framework counts them), sequences/s, the step's FLOPs from XLA's
 cost analysis and the FLOP/s they imply, and the share of a real loop iteration (batch
 gather, host-to-device transfer, dispatch) spent outside the jitted step. Then the time of
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import os
 import statistics
 import time
 
@@ -27,7 +30,12 @@ from absl import app, flags
 from pmix_jax import evaluation, models, train
 
 _DATA_PATH = flags.DEFINE_string('data_path', '', 'MovieLens-100K directory (u.data).')
-_MODELS = flags.DEFINE_list('models', ['sasrec', 'pyramid'], 'Config names in configs/.')
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'configs')
+_MODELS = flags.DEFINE_list(
+    'models', sorted(os.path.splitext(f)[0] for f in os.listdir(_CONFIGS)
+                     if f.endswith('.py') and f not in ('base.py', '__init__.py')),
+    'Config names in configs/ (default: every model config).')
 _MAX_LENS = flags.DEFINE_list('max_lens', ['50'], 'Sequence lengths, one table row each.')
 _HIDDEN = flags.DEFINE_integer('hidden', 64, 'Embedding / hidden size.')
 _BATCH = flags.DEFINE_integer('batch_size', 256, 'Global batch size.')
@@ -43,9 +51,10 @@ def benchmark_config(name: str, targets: str, max_len: int):
   config.model.hidden = _HIDDEN.value
   config.train.batch_size = config.eval.batch_size = _BATCH.value
   config.train.targets = targets
+  config.train.loss = 'softmax'  # The same loss for every model, whatever its default.
   if 'num_layers' in config.model:
     config.model.num_layers = 2
-  else:  # Two pyramid levels.
+  elif 'kernel_sizes' in config.model:  # Two pyramid levels.
     config.model.kernel_sizes, config.model.strides = (2,), (2,)
   return config
 
@@ -109,20 +118,22 @@ def matmul_gflop_per_s(size: int = 2048) -> float:
 def main(argv):
   del argv
   print(f'devices: {jax.devices()}; data: {_DATA_PATH.value or "synthetic"}; '
-        f'hidden {_HIDDEN.value}, batch {_BATCH.value}, 2 layers, '
+        f'hidden {_HIDDEN.value}, batch {_BATCH.value}, 2 layers (or blocks), '
         'full-softmax cross-entropy')
   print(f'reference: a 2048x2048 float32 matmul runs at {matmul_gflop_per_s():.0f} GFLOP/s')
-  header = ('| model | targets | max_len | step ms | targets/s | sequences/s | GFLOP/step | GFLOP/s '
-            '| outside step | full-ranking eval of all users |')
+  header = ('| model | targets | max_len | step ms | targets/s | sequences/s | GFLOP/step '
+            '| GFLOP/s | outside step | full-ranking eval of all users |')
   print(header)
   print('|---' * (header.count('|') - 1) + '|')
   for name in _MODELS.value:
-    model_name = importlib.import_module(f'configs.{name}').get_config().model.name
-    modes = ['prefix', 'seq2seq'] if models.MODELS[model_name].causal else ['prefix']
+    config = importlib.import_module(f'configs.{name}').get_config()
+    # The config's own mode, and `prefix` for every causal model, to compare with the rest.
+    modes = sorted({config.train.targets} |
+                   ({'prefix'} if models.MODELS[config.model.name].causal else set()))
     for targets, max_len in itertools.product(modes, map(int, _MAX_LENS.value)):
       r = measure(name, targets, max_len)
-      print(f'| {r["model"]} | {r["targets"]} | {max_len} | {r["step_ms"]:.1f} | {r["targets_per_s"]:,.0f} '
-            f'| {r["sequences_per_s"]:,.0f} | {r["gflop_per_step"]:.2f} | '
+      print(f'| {r["model"]} | {r["targets"]} | {max_len} | {r["step_ms"]:.1f} | '
+            f'{r["targets_per_s"]:,.0f} | {r["sequences_per_s"]:,.0f} | {r["gflop_per_step"]:.2f} | '
             f'{r["gflop_per_s"]:.1f} | {100 * r["outside_step"]:.1f}% | '
             f'{1e3 * r["eval_s"]:.1f} ms ({r["eval_users"]} users) |', flush=True)
 
