@@ -20,8 +20,8 @@ from pmix_jax.models import register
 from pmix_jax.models.layers import Dropout
 
 
-class CausalSelfAttention(nn.Module):
-  """Multi-head attention of each position over itself and earlier non-padding positions."""
+class MaskedSelfAttention(nn.Module):
+  """Multi-head self-attention where `mask` allows (causal in SASRec, two-way in BERT4Rec)."""
   num_heads: int
   dropout: float
 
@@ -51,7 +51,7 @@ class SASRecBlock(nn.Module):
     """`x` `[B, L, D]`, `mask` `[B, 1, L, L]` -> `[B, L, D]`."""
     dim = x.shape[-1]
     drop = lambda y: Dropout(self.dropout)(y, deterministic=not train)
-    attention = lambda y: drop(CausalSelfAttention(self.num_heads, self.dropout,
+    attention = lambda y: drop(MaskedSelfAttention(self.num_heads, self.dropout,
                                                    name='attention')(y, mask, train=train))
     feed_forward = lambda y: drop(nn.Dense(dim, name='ffn_out')(
         drop(nn.relu(nn.Dense(dim, name='ffn_in')(y.reshape(-1, dim))))).reshape(y.shape))

@@ -1,0 +1,208 @@
+"""Tests of the sequence MLP-Mixer: Tolstikhin et al.'s maths, padding and training."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+import configs.mlp_mixer
+import pmix_jax.models.mlp_mixer  # noqa: F401  (registers 'mlp_mixer')
+from pmix_jax import models, train
+from pmix_jax.errors import ConfigError
+from pmix_jax.models.mlp_mixer import MLPMixer
+from tests.conftest import tiny_config
+
+VOCAB = (51, 6, 8)
+MAX_LEN = 12
+BATCH = 3
+HIDDEN = 8
+PADS = (0, 3, 7)
+# No checkpoints or loss logs inside the end-to-end run: every 10 and 5 steps (TINY's), they
+# cost more than the training itself and do not change what it learns.
+QUIET = dict(train__checkpoint_every_steps=10**6, train__log_every_steps=10**6)
+
+
+def make_model(**overrides):
+  cfg = configs.mlp_mixer.get_config().model
+  cfg.hidden = HIDDEN
+  cfg.update(overrides)
+  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
+
+
+def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
+  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
+  rng = np.random.default_rng(seed)
+  inputs = np.stack([rng.integers(1, v, (BATCH, length)) for v in VOCAB], axis=-1)
+  for b, pad in enumerate(pads):
+    inputs[b, :pad] = 0
+  return inputs
+
+
+def init(module, inputs, *, seed=0, scale=0.5):
+  """Variables of `module` drawn with numpy, N(0, scale) (LayerNorm scales around 1).
+
+  Random initialisers compile once per shape, seconds each on a loaded CPU; these tests
+  hold for any parameters.
+  """
+  shapes = jax.eval_shape(lambda: module.init({'params': jax.random.key(0)}, inputs,
+                                              train=False))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    value = rng.normal(scale=scale, size=leaf.shape).astype(leaf.dtype)
+    return value + 1 if getattr(path[-1], 'key', None) == 'scale' else value
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@functools.cache
+def _forward(model, train):
+  return jax.jit(lambda variables, inputs, key: model.apply(
+      variables, inputs, train=train, rngs={'dropout': key}))
+
+
+def apply(model, variables, inputs, train=False, key=0):
+  """`(hidden, item_table)`, jitted once per model (faster than op by op)."""
+  return _forward(model, train)(variables, inputs, jax.random.key(key))
+
+
+def hidden(model, variables, inputs, **kwargs):
+  return apply(model, variables, inputs, **kwargs)[0]
+
+
+def test_registry_contract_and_shapes():
+  """'mlp_mixer' is not causal; hidden [B, 1, D]; the item table is the input embedding;
+  the MLPs are 4x as wide as the axis they mix."""
+  assert models.MODELS['mlp_mixer'] is MLPMixer and MLPMixer.causal is False
+  model = make_model()
+  inputs = make_inputs()
+  variables = init(model, inputs)
+  state, table = apply(model, variables, inputs)
+  params = variables['params']
+  assert state.shape == (BATCH, 1, HIDDEN) and np.isfinite(state).all()
+  np.testing.assert_array_equal(table, params['item_embed'])
+  assert sorted(params) == ['block_0', 'block_1', 'final_norm', 'item_embed']
+  assert params['block_0']['token_mixer']['w1'].shape == (4 * MAX_LEN, MAX_LEN)
+  assert params['block_0']['channel_mixer']['w1']['kernel'].shape == (HIDDEN, 4 * HIDDEN)
+
+
+# ------------------------------------------------------------------------ the maths
+
+
+def numpy_layer_norm(x, params, eps=1e-6):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * params['scale'] + params['bias']
+
+
+def numpy_gelu(x):  # Flax's (and the Flax MLP-Mixer's) tanh approximation.
+  return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+
+
+def numpy_mixer(items, params):
+  """MLP-Mixer as in Tolstikhin et al., batch-major `[B, L, D]`: per block,
+  `U = X + (W2 gelu(W1 LN(X)^T))^T` (token mixing over L), `Y = U + W4 gelu(W3 LN(U))`
+  (channel mixing over D); then LayerNorm and the state at the last position."""
+  x = params['item_embed'][items] * (items > 0)[..., None]
+  for i in range(2):
+    block = params[f'block_{i}']
+    token, channel = block['token_mixer'], block['channel_mixer']
+    y = numpy_layer_norm(x, block['token_norm']).transpose(0, 2, 1)  # [B, D, L]
+    y = numpy_gelu(y @ token['w1'].T + token['b1'][:, 0]) @ token['w2'].T + token['b2'][:, 0]
+    x = x + y.transpose(0, 2, 1)
+    y = numpy_layer_norm(x, block['channel_norm'])
+    y = numpy_gelu(y @ channel['w1']['kernel'] + channel['w1']['bias'])
+    x = x + y @ channel['w2']['kernel'] + channel['w2']['bias']
+  return numpy_layer_norm(x, params['final_norm'])[:, -1:]
+
+
+def test_matches_numpy_mixer():
+  """The sequence-major implementation computes the paper's batch-major Mixer blocks."""
+  model = make_model()
+  inputs = make_inputs()
+  variables = init(model, inputs)
+  params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), variables['params'])
+  np.testing.assert_allclose(hidden(model, variables, inputs),
+                             numpy_mixer(inputs[..., 0], params), rtol=1e-4, atol=1e-4)
+
+
+def test_state_sees_the_oldest_behavior():
+  """Token mixing carries every behavior, the oldest included, into the last state."""
+  model = make_model()
+  inputs = make_inputs()
+  variables = init(model, inputs)
+  base = hidden(model, variables, inputs)
+  for b, pad in enumerate(PADS):
+    for position in (pad, MAX_LEN - 1):
+      changed = inputs.copy()
+      changed[b, position, 0] = changed[b, position, 0] % (VOCAB[0] - 1) + 1
+      assert not np.allclose(hidden(model, variables, changed)[b], base[b], atol=1e-3)
+
+
+# ------------------------------------------------------------------------ padding
+
+
+def test_padding_embeds_to_zero_and_side_fields_are_ignored():
+  """Item id 0 is a zero embedding: its table row does not matter; nor do side fields."""
+  model = make_model()
+  inputs = make_inputs()
+  variables = init(model, inputs)
+  base = hidden(model, variables, inputs)
+  params = variables['params']
+  table = np.asarray(params['item_embed']).copy()
+  table[0] = np.random.default_rng(1).normal(size=HIDDEN)
+  changed = hidden(model, {'params': {**params, 'item_embed': table}}, inputs)
+  np.testing.assert_array_equal(changed, base)
+  # The check can fail: a row that is used does matter (changed at random: a constant shift
+  # of an embedding would vanish in the LayerNorms).
+  table[inputs[0, -1, 0]] += np.random.default_rng(2).normal(size=HIDDEN)
+  assert not np.allclose(hidden(model, {'params': {**params, 'item_embed': table}}, inputs),
+                         base)
+  side = inputs.copy()
+  side[..., 1:] = np.where(side[..., 1:] > 0, 1, 0)
+  np.testing.assert_array_equal(hidden(model, variables, side), base)
+
+
+def test_shorter_input_is_left_padded_to_max_len():
+  model = make_model()
+  short = make_inputs(length=8, pads=(0, 2, 5))
+  padded = np.concatenate([np.zeros((BATCH, MAX_LEN - 8, len(VOCAB)), short.dtype), short], 1)
+  variables = init(model, padded)
+  np.testing.assert_array_equal(hidden(model, variables, short),
+                                hidden(model, variables, padded))
+  with pytest.raises(ConfigError, match='max_len'):
+    hidden(model, variables, make_inputs(length=MAX_LEN + 1, pads=(0, 0, 0)))
+
+
+# ------------------------------------------------------------------------ config, training
+
+
+def test_dropout_is_keyed():
+  model = make_model(dropout=0.5)
+  inputs = make_inputs()
+  variables = init(model, inputs)
+  run = lambda k: hidden(model, variables, inputs, train=True, key=k)
+  np.testing.assert_array_equal(run(3), run(3))
+  assert not np.allclose(run(3), run(4))
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(num_layers=0), dict(token_mlp_ratio=0.0), dict(channel_mlp_ratio=-1.0),
+    dict(dropout=1.0),
+], ids=['no_layers', 'token_ratio', 'channel_ratio', 'dropout_one'])
+def test_invalid_configs_raise(overrides):
+  with pytest.raises(ConfigError):
+    init(make_model(**overrides), make_inputs())
+
+
+def test_seq2seq_training_is_refused(tmp_path):
+  with pytest.raises(ConfigError, match='not causal'):
+    train.train_and_evaluate(tiny_config('mlp_mixer', train__targets='seq2seq'), str(tmp_path))
+
+
+def test_beats_popularity_on_synthetic_data(tmp_path):
+  results = train.train_and_evaluate(tiny_config('mlp_mixer', train__num_epochs=2, **QUIET),
+                                     str(tmp_path))
+  popularity = results['baselines']['popularity']['test']
+  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
+  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
