@@ -15,6 +15,9 @@ from pmix_jax.data import batches
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.caser import Caser
 from tests.conftest import TINY, tiny_config
+from tests.models import common
+from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed, flax_init,
+                                 random_inputs)
 
 VOCAB = (51, 6, 8, 5)  # item, action, category, user (users 1..4).
 USER = 3
@@ -36,16 +39,13 @@ def make_model(**overrides):
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
   """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field; the user
   field is constant along each row."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (len(pads), length)) for v in VOCAB], axis=-1)
-  inputs[..., USER] = np.arange(1, len(pads) + 1)[:, None]
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
+  inputs = random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed)
+  users = np.arange(1, len(pads) + 1)[:, None]
+  inputs[..., USER] = np.where(inputs[..., 0] > 0, users, 0)  # Users where items (not pads).
   return inputs
 
 
-def init(model, inputs):
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
+init = flax_init
 
 
 def setup(user_field=-1):
@@ -63,9 +63,7 @@ def _setup(user_field):
 
 
 def change_item(inputs, row, position):
-  out = inputs.copy()
-  out[row, position, 0] = out[row, position, 0] % (VOCAB[0] - 1) + 1
-  return out
+  return common.change_item(inputs, row, position, num_items=VOCAB[0])
 
 
 def reference_caser(params, inputs, user_field=-1):
@@ -180,11 +178,8 @@ def test_dropout_in_training_only():
   """Training mode drops convolution features (key-dependent); evaluation does not."""
   model, variables, apply, _ = setup()
   inputs = make_inputs()
-  run = jax.jit(lambda key: model.apply(variables, inputs, train=True,
-                                        rngs={'dropout': key})[0])
-  np.testing.assert_array_equal(run(jax.random.key(0)), run(jax.random.key(0)))
-  assert not np.allclose(run(jax.random.key(0)), run(jax.random.key(1)))
-  assert not np.allclose(run(jax.random.key(0)), apply(inputs)[0])
+  trained = assert_dropout_is_keyed(model, variables, inputs)
+  assert not np.allclose(trained, apply(inputs)[0])
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -229,6 +224,4 @@ def test_beats_popularity_on_synthetic_data(tmp_path):
   config = tiny_config('caser', train__num_epochs=2, train__lr=5e-3,
                        train__checkpoint_every_steps=1000)
   results = train.train_and_evaluate(config, str(tmp_path))
-  popularity = results['baselines']['popularity']['test']
-  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
-  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+  assert_beats_popularity(results)

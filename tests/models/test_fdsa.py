@@ -13,6 +13,7 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.fdsa import FDSA, FieldAttention
 from tests.conftest import tiny_config
+from tests.models.common import assert_beats_popularity, numpy_fan_in_init, random_inputs
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -30,38 +31,13 @@ def make_model(vocab=VOCAB, **overrides):
 
 
 def make_inputs(seed=0, pads=(0, 3, 7)):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (BATCH, MAX_LEN)) for v in VOCAB],
-                    axis=-1).astype(np.int32)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
-
-
-def numpy_init(model, inputs, seed=0):
-  """Parameters of `model` drawn in numpy from the shapes of `model.init` (traced, never
-  compiled: an eager init compiles each initializer apart, ~10 s on this machine): unit
-  LayerNorm scales, zero biases, N(0, 1/fan_in) kernels and N(0, 1) embeddings, so that
-  scores differ clearly between items."""
-  shapes = jax.eval_shape(lambda: model.init({'params': jax.random.key(0)}, inputs,
-                                             train=False))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = path[-1].key
-    if name == 'scale':
-      return np.ones(leaf.shape, np.float32)
-    if name == 'bias':
-      return np.zeros(leaf.shape, np.float32)
-    std = 1 / np.sqrt(leaf.shape[0]) if name == 'kernel' else 1.0
-    return rng.normal(0.0, std, leaf.shape).astype(np.float32)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
+  return random_inputs(VOCAB, batch=BATCH, length=MAX_LEN, pads=pads, seed=seed,
+                       dtype=np.int32)
 
 
 @functools.cache
 def variables(pre_norm=True):
-  return numpy_init(make_model(pre_norm=pre_norm), make_inputs())
+  return numpy_fan_in_init(make_model(pre_norm=pre_norm), make_inputs())
 
 
 @functools.cache
@@ -158,6 +134,4 @@ def test_beats_popularity_on_synthetic_data(tmp_path):
   long as the whole run, and the test is about the model and the loop, not the depth."""
   results = train.train_and_evaluate(
       tiny_config('fdsa', train__num_epochs=8, model__num_layers=1), str(tmp_path))
-  popularity = results['baselines']['popularity']['test']
-  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
-  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+  assert_beats_popularity(results)

@@ -16,6 +16,9 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.gru4rec import GRU, GRU4Rec
 from tests.conftest import tiny_config
+from tests.models import common
+from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed, flax_init,
+                                 random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -40,16 +43,10 @@ def make_model(vocab=VOCAB, **overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS, vocab=VOCAB):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (len(pads), length)) for v in vocab], axis=-1)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
+  return random_inputs(vocab, batch=len(pads), length=length, pads=pads, seed=seed)
 
 
-def init(model, inputs):
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
+init = flax_init
 
 
 @functools.cache
@@ -63,14 +60,7 @@ def setup(variant):
 
 
 def perturb_future(inputs, t, seed):
-  """Replaces every field at positions > t with different random nonzero ids."""
-  rng = np.random.default_rng(seed)
-  out = inputs.copy()
-  for f, v in enumerate(VOCAB):
-    future = out[:, t + 1:, f]
-    new = rng.integers(1, v, future.shape)
-    out[:, t + 1:, f] = np.where(new == future, new % (v - 1) + 1, new)
-  return out
+  return common.perturb_future(inputs, t, seed, vocab=VOCAB)
 
 
 def test_registry_and_configs():
@@ -185,11 +175,8 @@ def test_dropout_in_training_only():
   """Training mode drops embeddings (key-dependent); evaluation is deterministic."""
   model, variables, apply = setup('gru4rec')
   inputs = make_inputs()
-  run = jax.jit(lambda key: model.apply(variables, inputs, train=True,
-                                        rngs={'dropout': key})[0])
-  np.testing.assert_array_equal(run(jax.random.key(0)), run(jax.random.key(0)))
-  assert not np.allclose(run(jax.random.key(0)), run(jax.random.key(1)))
-  assert not np.allclose(run(jax.random.key(0)), apply(inputs)[0])
+  trained = assert_dropout_is_keyed(model, variables, inputs)
+  assert not np.allclose(trained, apply(inputs)[0])
 
 
 @pytest.mark.parametrize('overrides, vocab, message', [
@@ -211,6 +198,4 @@ def test_beats_popularity_on_synthetic_data(config_name, tmp_path):
   config = tiny_config(config_name, train__num_epochs=3, train__lr=5e-3,
                        train__checkpoint_every_steps=1000)
   results = train.train_and_evaluate(config, str(tmp_path))
-  popularity = results['baselines']['popularity']['test']
-  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
-  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+  assert_beats_popularity(results)

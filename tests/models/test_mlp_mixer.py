@@ -1,7 +1,5 @@
 """Tests of the sequence MLP-Mixer: Tolstikhin et al.'s maths, padding and training."""
 
-import functools
-
 import jax
 import numpy as np
 import pytest
@@ -12,15 +10,15 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.mlp_mixer import MLPMixer
 from tests.conftest import tiny_config
+from tests.models.common import (
+    QUIET, assert_beats_popularity, assert_short_input_is_left_padded, jitted_apply,
+    numpy_normal_init, random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
 BATCH = 3
 HIDDEN = 8
 PADS = (0, 3, 7)
-# No checkpoints or loss logs inside the end-to-end run: every 10 and 5 steps (TINY's), they
-# cost more than the training itself and do not change what it learns.
-QUIET = dict(train__checkpoint_every_steps=10**6, train__log_every_steps=10**6)
 
 
 def make_model(**overrides):
@@ -31,39 +29,11 @@ def make_model(**overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (BATCH, length)) for v in VOCAB], axis=-1)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
+  return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
 
 
-def init(module, inputs, *, seed=0, scale=0.5):
-  """Variables of `module` drawn with numpy, N(0, scale) (LayerNorm scales around 1).
-
-  Random initialisers compile once per shape, seconds each on a loaded CPU; these tests
-  hold for any parameters.
-  """
-  shapes = jax.eval_shape(lambda: module.init({'params': jax.random.key(0)}, inputs,
-                                              train=False))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    value = rng.normal(scale=scale, size=leaf.shape).astype(leaf.dtype)
-    return value + 1 if getattr(path[-1], 'key', None) == 'scale' else value
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-@functools.cache
-def _forward(model, train):
-  return jax.jit(lambda variables, inputs, key: model.apply(
-      variables, inputs, train=train, rngs={'dropout': key}))
-
-
-def apply(model, variables, inputs, train=False, key=0):
-  """`(hidden, item_table)`, jitted once per model (faster than op by op)."""
-  return _forward(model, train)(variables, inputs, jax.random.key(key))
+init = numpy_normal_init
+apply = jitted_apply  # `(hidden, item_table)`, jitted once per model.
 
 
 def hidden(model, variables, inputs, **kwargs):
@@ -164,14 +134,7 @@ def test_padding_embeds_to_zero_and_side_fields_are_ignored():
 
 
 def test_shorter_input_is_left_padded_to_max_len():
-  model = make_model()
-  short = make_inputs(length=8, pads=(0, 2, 5))
-  padded = np.concatenate([np.zeros((BATCH, MAX_LEN - 8, len(VOCAB)), short.dtype), short], 1)
-  variables = init(model, padded)
-  np.testing.assert_array_equal(hidden(model, variables, short),
-                                hidden(model, variables, padded))
-  with pytest.raises(ConfigError, match='max_len'):
-    hidden(model, variables, make_inputs(length=MAX_LEN + 1, pads=(0, 0, 0)))
+  assert_short_input_is_left_padded(make_model(), make_inputs, hidden, MAX_LEN)
 
 
 # ------------------------------------------------------------------------ config, training
@@ -203,6 +166,4 @@ def test_seq2seq_training_is_refused(tmp_path):
 def test_beats_popularity_on_synthetic_data(tmp_path):
   results = train.train_and_evaluate(tiny_config('mlp_mixer', train__num_epochs=2, **QUIET),
                                      str(tmp_path))
-  popularity = results['baselines']['popularity']['test']
-  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
-  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+  assert_beats_popularity(results)

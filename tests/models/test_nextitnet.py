@@ -14,6 +14,9 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.nextitnet import CausalConv, NextItNet
 from tests.conftest import tiny_config
+from tests.models import common
+from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed, flax_init,
+                                 random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -34,16 +37,10 @@ def make_model(**overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (len(pads), length)) for v in VOCAB], axis=-1)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
+  return random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed)
 
 
-def init(model, inputs):
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
+init = flax_init
 
 
 @functools.cache
@@ -63,9 +60,7 @@ def setup(**overrides):
 
 
 def change_item(inputs, row, position):
-  out = inputs.copy()
-  out[row, position, 0] = out[row, position, 0] % (VOCAB[0] - 1) + 1
-  return out
+  return common.change_item(inputs, row, position, num_items=VOCAB[0])
 
 
 def test_registry_and_config():
@@ -168,10 +163,7 @@ def test_dropout_in_training_only():
   """With dropout > 0, training mode is key-dependent; evaluation is deterministic."""
   model, variables, apply = setup(**ONE_BLOCK)
   inputs = make_inputs()
-  run = jax.jit(lambda key: model.apply(variables, inputs, train=True,
-                                        rngs={'dropout': key})[0])
-  np.testing.assert_array_equal(run(jax.random.key(0)), run(jax.random.key(0)))
-  assert not np.allclose(run(jax.random.key(0)), run(jax.random.key(1)))
+  assert_dropout_is_keyed(model, variables, inputs)
   np.testing.assert_array_equal(apply(inputs)[0], apply(inputs)[0])
 
 
@@ -194,6 +186,4 @@ def test_beats_popularity_on_synthetic_data(tmp_path):
   config = tiny_config('nextitnet', train__num_epochs=4, train__lr=5e-3, model__num_blocks=1,
                        train__checkpoint_every_steps=1000)
   results = train.train_and_evaluate(config, str(tmp_path))
-  popularity = results['baselines']['popularity']['test']
-  assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
-  assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+  assert_beats_popularity(results)

@@ -11,6 +11,7 @@ import configs.pyramid
 from pmix_jax import models
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.pyramid_mixer import MixerLayer, PeriodScaling, PyramidMixer
+from tests.models.common import flax_init, num_params, random_inputs
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -30,21 +31,11 @@ def make_model(**overrides):
 
 
 def make_inputs(seed=0, pads=(0, 3, 7)):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (BATCH, MAX_LEN)) for v in VOCAB], axis=-1)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
+  return random_inputs(VOCAB, batch=BATCH, length=MAX_LEN, pads=pads, seed=seed)
 
 
 def init(model, inputs=None):
-  inputs = make_inputs() if inputs is None else inputs
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
-
-
-def num_params(variables):
-  return sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables['params']))
+  return flax_init(model, make_inputs() if inputs is None else inputs)
 
 
 def flat_names(variables):

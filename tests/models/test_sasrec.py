@@ -7,6 +7,8 @@ import pytest
 import configs.sasrec
 from pmix_jax import models
 from pmix_jax.models.sasrec import SASRec
+from tests.models import common
+from tests.models.common import flax_init, random_inputs
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -22,16 +24,10 @@ def make_model(**overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=(0, 3, 7)):
-  """Random ids `[B, L, F]`, row b left-padded with `pads[b]` zeros in every field."""
-  rng = np.random.default_rng(seed)
-  inputs = np.stack([rng.integers(1, v, (BATCH, length)) for v in VOCAB], axis=-1)
-  for b, pad in enumerate(pads):
-    inputs[b, :pad] = 0
-  return inputs
+  return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
 
 
-def init(model, inputs):
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
+init = flax_init
 
 
 def test_registry():
@@ -61,15 +57,7 @@ def test_shorter_sequence_than_max_len():
 
 
 def perturb_future(inputs, t, seed):
-  """Replaces every field at positions > t with different random nonzero ids."""
-  rng = np.random.default_rng(seed)
-  out = inputs.copy()
-  for f, v in enumerate(VOCAB):
-    future = out[:, t + 1:, f]
-    new = rng.integers(1, v, future.shape)
-    new = np.where(new == future, new % (v - 1) + 1, new)  # Guarantee a different id.
-    out[:, t + 1:, f] = new
-  return out
+  return common.perturb_future(inputs, t, seed, vocab=VOCAB)
 
 
 @pytest.mark.parametrize('pre_norm', [True, False])
