@@ -1,19 +1,14 @@
-"""FPMC (Rendle et al., WWW 2010): see `pmix_jax/models/fpmc.py`."""
+"""FPMC (Rendle et al., WWW 2010): see `pmix_jax/models/fpmc.py`.
+
+The same data and training as BPR-MF (the user field, windows, the BPR loss).
+"""
 
 import ml_collections
 
-from configs import base
+from configs import bpr_mf
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = base.get_config()
+  config = bpr_mf.get_config()  # Locked: values change, keys cannot be added.
   config.model.name = 'fpmc'
-  config.model.dropout = 0.0
-  config.model.user_field = 1  # The derived 'user' field, the first feature below.
-  config.data.features = ('user',)
-  config.train.targets = 'seq2seq'  # Causal: every training interaction of a window.
-  config.train.batch_size = 32
-  config.train.loss = 'bpr'
-  config.train.num_negatives = 1
-  config.lock()
   return config
