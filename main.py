@@ -8,7 +8,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pmix_jax import train
+from pmix_jax import search, train
 from pmix_jax.errors import PmixError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.',
@@ -22,7 +22,10 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX log every step at INFO.
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    # A config with an architecture search (AutoMLP's) is first resolved to the architecture
+    # to train; any other config passes through unchanged.
+    config = search.resolve_architecture(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value)
   except PmixError as error:
     sys.exit(f'error: {error}')
 

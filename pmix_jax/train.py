@@ -72,25 +72,29 @@ def make_optimizer(config: ml_collections.ConfigDict,
   return optimizer
 
 
+def batch_loss(params: Any, batch: dict[str, jax.Array], key: jax.Array, *, model: nn.Module,
+               loss: str, num_negatives: int, sequence_targets: bool) -> jax.Array:
+  """The training loss of `params` on `batch`, with dropout and negatives drawn from `key`."""
+  dropout_key, negatives_key = jax.random.split(key)
+  rngs = {'dropout': dropout_key, 'negatives': negatives_key}
+  if hasattr(model, 'training_loss'):  # The model's own training signal (e.g. masking).
+    return model.apply({'params': params}, batch, loss=loss, num_negatives=num_negatives,
+                       rngs=rngs, method='training_loss')
+  hidden, table = model.apply({'params': params}, batch['inputs'], train=True, rngs=rngs)
+  targets = batch['targets']
+  if not sequence_targets:
+    hidden, targets = hidden[:, -1:], targets[:, None]
+  return losses.LOSSES[loss](hidden, table, targets, negatives_key, num_negatives)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                tx: optax.GradientTransformation, loss: str, num_negatives: int,
                sequence_targets: bool) -> tuple[TrainState, jax.Array]:
   """One optimizer step on a global batch; returns the new state and the batch's mean loss."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  dropout_key, negatives_key = jax.random.split(key)
-
-  def loss_fn(params):
-    rngs = {'dropout': dropout_key, 'negatives': negatives_key}
-    if hasattr(model, 'training_loss'):  # The model's own training signal (e.g. masking).
-      return model.apply({'params': params}, batch, loss=loss, num_negatives=num_negatives,
-                         rngs=rngs, method='training_loss')
-    hidden, table = model.apply({'params': params}, batch['inputs'], train=True, rngs=rngs)
-    targets = batch['targets']
-    if not sequence_targets:
-      hidden, targets = hidden[:, -1:], targets[:, None]
-    return losses.LOSSES[loss](hidden, table, targets, negatives_key, num_negatives)
-
-  value, grads = jax.value_and_grad(loss_fn)(state.params)
+  value, grads = jax.value_and_grad(batch_loss)(
+      state.params, batch, key, model=model, loss=loss, num_negatives=num_negatives,
+      sequence_targets=sequence_targets)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                        opt_state=opt_state), value

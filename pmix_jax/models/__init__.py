@@ -51,5 +51,6 @@ def build(config: ml_collections.ConfigDict, vocab_sizes: tuple[int, ...],
 
 
 # Importing the modules fills the registry.
-from pmix_jax.models import (bert4rec, bpr_mf, caser, fdsa, fmlp_rec, fpmc, gru4rec,  # noqa: E402,F401
-                             mlp4rec, mlp_mixer, nextitnet, pyramid_mixer, sasrec)
+from pmix_jax.models import (automlp, bert4rec, bpr_mf, caser, fdsa,  # noqa: E402,F401
+                             fmlp_rec, fpmc, gru4rec, mlp4rec, mlp_mixer, nextitnet,
+                             pyramid_mixer, sasrec)

@@ -49,19 +49,21 @@ def mlp_width(ratio: float, n: int) -> int:
 
 
 class MixerBlock(nn.Module):
-  """Token mixing then channel mixing, each pre-norm and residual: `[L, B, D] -> [L, B, D]`."""
-  token_mlp_ratio: float
-  channel_mlp_ratio: float
+  """Token mixing then channel mixing, each pre-norm and residual: `[L, B, D] -> [L, B, D]`.
+
+  `token_hidden` and `channel_hidden` are the widths of the two MLPs (D_S and D_C)."""
+  token_hidden: int
+  channel_hidden: int
   dropout: float
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    length, _, dim = x.shape
+    dim = x.shape[-1]
     drop = lambda y: Dropout(self.dropout)(y, deterministic=not train)
     norm = lambda y, name: nn.LayerNorm(name=name)(y.reshape(-1, dim)).reshape(y.shape)
-    x = x + drop(TokenMixerMlp(mlp_width(self.token_mlp_ratio, length), 'gelu', self.dropout,
+    x = x + drop(TokenMixerMlp(self.token_hidden, 'gelu', self.dropout,
                                name='token_mixer')(norm(x, 'token_norm'), train=train))
-    return x + drop(MixerMlp(mlp_width(self.channel_mlp_ratio, dim), 'gelu', self.dropout,
+    return x + drop(MixerMlp(self.channel_hidden, 'gelu', self.dropout,
                              name='channel_mixer')(norm(x, 'channel_norm'), train=train))
 
 
@@ -99,6 +101,7 @@ class MLPMixer(nn.Module):
     x = table[items] * (items > 0)[..., None]  # [L, B, D]; padding is zero.
     x = Dropout(self.dropout)(x, deterministic=not train)
     for i in range(self.num_layers):
-      x = MixerBlock(self.token_mlp_ratio, self.channel_mlp_ratio, self.dropout,
+      x = MixerBlock(mlp_width(self.token_mlp_ratio, self.max_len),
+                     mlp_width(self.channel_mlp_ratio, self.hidden), self.dropout,
                      name=f'block_{i}')(x, train=train)
     return nn.LayerNorm(name='final_norm')(x[-1])[:, None], table
