@@ -20,7 +20,7 @@ from absl import app, flags, logging
 
 from experiments.pyramid_mixer import efficiency, table1
 
-_OUT = flags.DEFINE_string('out', os.path.join(os.path.dirname(__file__), 'RESULTS.md'),
+OUT = flags.DEFINE_string('out', os.path.join(os.path.dirname(__file__), 'RESULTS.md'),
                            'Where to write the report.')
 
 METRICS = ('MRR@10', 'NDCG@10', 'HR@10')
@@ -175,9 +175,9 @@ def main(argv: list[str]) -> None:
         f'{test["HR@10"]:.4f} | {full["NDCG@10"]:.4f} | {full["HR@10"]:.4f} | '
         f'{run["best_epoch"]} / {run["epochs_run"]} | {run["train_seconds"]:.0f} |')
   lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
-  with open(_OUT.value + '.tmp', 'w') as f:
+  with open(OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')
-  os.replace(_OUT.value + '.tmp', _OUT.value)
+  os.replace(OUT.value + '.tmp', OUT.value)
   print('\n'.join(lines))
 
 

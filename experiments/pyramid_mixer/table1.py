@@ -16,6 +16,9 @@ go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant 
 `pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`); a
 run whose results.json exists is not repeated, so the command can be stopped and started
 again, and several processes can share one root when given disjoint datasets or models.
+
+A config with an architecture search (AutoMLP's) searches first, in each run's workdir, then
+retrains; `experiments/automlp/table2.py` is this runner with AutoMLP's preset and models.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import os
 import ml_collections
 from absl import app, flags, logging
 
-from pmix_jax import train
+from pmix_jax import search, train
 
 # Public: report.py and efficiency.py read the runs under the same --root.
 ROOT = flags.DEFINE_string('root', None, 'Parent directory of all runs.')
@@ -43,6 +46,8 @@ _DROPOUTS = flags.DEFINE_list('dropouts', ['0.2'], 'Dropout rates of the grid.')
 _HIDDENS = flags.DEFINE_list('hiddens', ['64'], 'Hidden sizes of the grid.')
 _EPOCHS = flags.DEFINE_integer('num_epochs', 40, 'Most epochs of a run.')
 _PATIENCE = flags.DEFINE_integer('patience', 5, 'Evaluations without improvement to stop.')
+PRESET = flags.DEFINE_string('preset', 'recbole_mlp4rec', 'config.data.preset of every run.')
+_MAX_LEN = flags.DEFINE_integer('max_len', 50, 'config.data.max_len of every run.')
 flags.mark_flag_as_required('root')
 
 # Dataset -> config.data values (paths relative to --shared_data) and side fields.
@@ -67,7 +72,8 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
   data = DATASETS[dataset]
   path = data['path'] and os.path.join(_SHARED.value, data['path'])
   config.data.update(dict(name=data['name'], path=path,
-                          features=data['features'], preset='recbole_mlp4rec', max_len=50))
+                          features=data['features'], preset=PRESET.value,
+                          max_len=_MAX_LEN.value))
   config.model.update(dict(hidden=hidden, dropout=dropout))
   config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
   config.eval.update(dict(protocol=PROTOCOL, also_protocols=('full',), ks=(5, 10, 20),
@@ -101,7 +107,8 @@ def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) ->
   if not os.path.exists(path):
     print(f'--- {dataset} {model} lr={lr:g} dropout={dropout:g} hidden={hidden} seed={seed}',
           flush=True)
-    train.train_and_evaluate(run_config(dataset, model, lr, dropout, hidden, seed), workdir)
+    config = run_config(dataset, model, lr, dropout, hidden, seed)
+    train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
   with open(path) as f:
     return json.load(f)
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -48,3 +50,19 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
           ['NDCG@10'] for s in (0, 1)]
   assert '| synthetic | sasrec | 2 |' in text
   assert f'{sum(ndcg) / 2:.4f} ±' in text  # The mean over seeds, read from the runs.
+
+
+@pytest.mark.slow
+def test_automlp_table2_searches_retrains_and_reports_the_chosen_k(tmp_path):
+  root = str(tmp_path / 'runs')
+  _run('experiments.automlp.table2', f'--root={root}', '--datasets=synthetic',
+       '--models=automlp', '--seeds=0', '--num_epochs=1')
+  run = os.path.join(root, 'synthetic', 'automlp', 'lr=0.001,dropout=0.2,hidden=64', 'seed=0')
+  with open(os.path.join(run, 'search', 'result.json')) as f:
+    record = json.load(f)
+  out = str(tmp_path / 'RESULTS.md')
+  _run('experiments.automlp.report', f'--root={root}', f'--out={out}')
+  with open(out) as f:
+    text = f.read()
+  assert f'| {record["chosen"]} | {record["search_seconds"]:.0f} |' in text
+  assert 'No runs yet: ml-1m, beauty.' in text
