@@ -103,6 +103,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
 def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
   """`(params, inputs [B, L, F]) -> [B, V]` scores of every item after the last behavior."""
   def score(params, inputs):
+    if hasattr(model, 'score_items'):  # A target-aware user state (MGNM's attention).
+      return model.apply({'params': params}, inputs, method='score_items')
     hidden, table = model.apply({'params': params}, inputs, train=False)
     return hidden[:, -1] @ table.T
   return score

@@ -142,20 +142,7 @@ def main(argv: list[str]) -> None:
         + ', '.join(f'{w:.3f}' for w in record['weights']) +
         f' | {record["chosen"]} | {record["search_seconds"]:.0f} | '
         f'{run["train_seconds"]:.0f} |')
-  lines += ['', '## Every run so far', '',
-            '| dataset | model | lr, dropout, hidden | seed | valid MRR@10 | test MRR@10 | '
-            'test NDCG@10 | test HR@10 | full NDCG@10 | best epoch / run | train s |',
-            '|---' * 11 + '|']
-  for path in sorted(glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json'))):
-    *_, dataset, model, point, seed, _ = path.split(os.sep)
-    with open(path) as f:
-      run = json.load(f)
-    test, full = run['test'], run['also_protocols']['full']['test']
-    lines.append(
-        f'| {dataset} | {model} | {point.replace(",", ", ")} | {seed[5:]} | '
-        f'{run["valid"]["MRR@10"]:.4f} | {test["MRR@10"]:.4f} | {test["NDCG@10"]:.4f} | '
-        f'{test["HR@10"]:.4f} | {full["NDCG@10"]:.4f} | {run["best_epoch"]} / '
-        f'{run["epochs_run"]} | {run["train_seconds"]:.0f} |')
+  lines += ['', '## Every run so far', '', *table1_report.every_run(root)]
   lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(table1_report.OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')

@@ -83,6 +83,28 @@ def table(cells: dict, scores) -> list[str]:
   return lines
 
 
+def every_run(root: str) -> list[str]:
+  """One table row per run under `root`, tuning runs and unfinished cells included."""
+  lines = ['Including tuning runs and cells whose grid or seeds are not complete yet (those '
+           'are not in the tables above). `train s` is training time without evaluation; '
+           'runs that shared the 2 cores with other jobs took several times longer than on '
+           'a quiet machine.', '',
+           '| dataset | model | lr, dropout, hidden | seed | valid MRR@10 | test MRR@10 | '
+           'test NDCG@10 | test HR@10 | full NDCG@10 | full HR@10 | best epoch / run | '
+           'train s |', '|---' * 12 + '|']
+  for path in sorted(glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json'))):
+    *_, dataset, model, point, seed, _ = path.split(os.sep)
+    with open(path) as f:
+      run = json.load(f)
+    test, full = run['test'], run['also_protocols']['full']['test']
+    lines.append(
+        f'| {dataset} | {model} | {point.replace(",", ", ")} | {seed[5:]} | '
+        f'{run["valid"]["MRR@10"]:.4f} | {test["MRR@10"]:.4f} | {test["NDCG@10"]:.4f} | '
+        f'{test["HR@10"]:.4f} | {full["NDCG@10"]:.4f} | {full["HR@10"]:.4f} | '
+        f'{run["best_epoch"]} / {run["epochs_run"]} | {run["train_seconds"]:.0f} |')
+  return lines
+
+
 def main(argv: list[str]) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -155,25 +177,7 @@ def main(argv: list[str]) -> None:
     rows = efficiency.efficiency_table(table1.ROOT.value, dataset)
     if rows:
       lines += [f'{dataset}:', '', *rows, '']
-  lines += ['## Every run so far', '',
-            'Including tuning runs and cells whose grid or seeds are not complete yet (those '
-            'are not in the tables above). `train s` is training time without evaluation; '
-            'runs that shared the 2 cores with other jobs took several times longer than on '
-            'a quiet machine.', '',
-            '| dataset | model | lr, dropout, hidden | seed | valid MRR@10 | test MRR@10 | '
-            'test NDCG@10 | test HR@10 | full NDCG@10 | full HR@10 | best epoch / run | '
-            'train s |', '|---' * 12 + '|']
-  for path in sorted(glob.glob(os.path.join(table1.ROOT.value, '*', '*', '*', 'seed=*',
-                                            'results.json'))):
-    *_, dataset, model, point, seed, _ = path.split(os.sep)
-    with open(path) as f:
-      run = json.load(f)
-    test, full = run['test'], run['also_protocols']['full']['test']
-    lines.append(
-        f'| {dataset} | {model} | {point.replace(",", ", ")} | {seed[5:]} | '
-        f'{run["valid"]["MRR@10"]:.4f} | {test["MRR@10"]:.4f} | {test["NDCG@10"]:.4f} | '
-        f'{test["HR@10"]:.4f} | {full["NDCG@10"]:.4f} | {full["HR@10"]:.4f} | '
-        f'{run["best_epoch"]} / {run["epochs_run"]} | {run["train_seconds"]:.0f} |')
+  lines += ['## Every run so far', '', *every_run(table1.ROOT.value)]
   lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')

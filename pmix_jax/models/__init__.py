@@ -13,6 +13,10 @@ masked items, for one) also defines `training_loss(self, batch, *, loss, num_neg
 `[B, L]` for `seq2seq`), `loss` and `num_negatives` are `config.train`'s, randomness comes
 from the 'dropout' and 'negatives' RNG streams, and it returns the scalar loss. The loop
 then calls it instead of the generic loss, and may train such a model on windows.
+
+A model whose user state depends on the item it scores (MGNM's target-aware attention over
+interests) also defines `score_items(self, inputs)` -> `[B, V]` scores of every item after
+the last behavior (evaluation mode); evaluation calls it instead of `hidden @ item_table.T`.
 """
 
 from __future__ import annotations
