@@ -102,9 +102,10 @@ def test_model_key_of_another_model_is_rejected(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_non_causal_model_refuses_sequence_targets(tmp_path):
+@pytest.mark.parametrize('model', ['pyramid', 'mlp_mixer', 'fmlp_rec', 'mlp4rec', 'automlp'])
+def test_non_causal_model_refuses_sequence_targets(model, tmp_path):
   with pytest.raises(ConfigError, match='not causal'):
-    train.train_and_evaluate(tiny_config('pyramid', train__targets='seq2seq'), str(tmp_path))
+    train.train_and_evaluate(tiny_config(model, train__targets='seq2seq'), str(tmp_path))
 
 
 def test_ml100k_from_the_command_line(tmp_path, shared_data):

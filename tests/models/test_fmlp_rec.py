@@ -245,12 +245,6 @@ def test_unknown_model_key_raises():
     models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
 
 
-def test_seq2seq_training_is_refused(tmp_path):
-  """Training on every position would leak targets through the filter."""
-  with pytest.raises(ConfigError, match='not causal'):
-    train.train_and_evaluate(tiny_config('fmlp_rec', train__targets='seq2seq'), str(tmp_path))
-
-
 def test_beats_popularity_on_synthetic_data(tmp_path):
   results = train.train_and_evaluate(tiny_config('fmlp_rec', train__num_epochs=2, **QUIET),
                                      str(tmp_path))

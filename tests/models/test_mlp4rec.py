@@ -218,11 +218,6 @@ def test_invalid_configs_raise(overrides):
     init(make_model(**overrides), make_inputs())
 
 
-def test_seq2seq_training_is_refused(tmp_path):
-  with pytest.raises(ConfigError, match='not causal'):
-    train.train_and_evaluate(tiny_config('mlp4rec', train__targets='seq2seq'), str(tmp_path))
-
-
 def test_beats_popularity_on_synthetic_data(tmp_path):
   """The reference's lr 1e-4 and 4 layers are for 100 epochs; this tiny run learns in two
   with lr 3e-3 and one layer (the mixers and their sharing are tested above)."""

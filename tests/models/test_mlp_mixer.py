@@ -158,11 +158,6 @@ def test_invalid_configs_raise(overrides):
     init(make_model(**overrides), make_inputs())
 
 
-def test_seq2seq_training_is_refused(tmp_path):
-  with pytest.raises(ConfigError, match='not causal'):
-    train.train_and_evaluate(tiny_config('mlp_mixer', train__targets='seq2seq'), str(tmp_path))
-
-
 def test_beats_popularity_on_synthetic_data(tmp_path):
   results = train.train_and_evaluate(tiny_config('mlp_mixer', train__num_epochs=2, **QUIET),
                                      str(tmp_path))
