@@ -56,5 +56,5 @@ def build(config: ml_collections.ConfigDict, vocab_sizes: tuple[int, ...],
 
 # Importing the modules fills the registry.
 from pmix_jax.models import (automlp, bert4rec, bpr_mf, caser, fdsa,  # noqa: E402,F401
-                             fmlp_rec, fpmc, gru4rec, mlp4rec, mlp_mixer, nextitnet,
+                             fmlp_rec, fpmc, gru4rec, mgnm, mlp4rec, mlp_mixer, nextitnet,
                              pyramid_mixer, sasrec)
