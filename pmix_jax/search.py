@@ -163,6 +163,7 @@ def run_search(config: ml_collections.ConfigDict) -> dict[str, Any]:
   weights_of = lambda state: jax.nn.softmax(state.arch[ARCH_PARAM]).tolist()
   trajectory = [dict(step=0, weights=weights_of(state))]
   valid = valid_stream()
+  sync_every = train.steps_between_syncs(mesh, config.train.log_every_steps)
   started = time.perf_counter()
   step = 0
   for epoch in range(options.search_epochs):
@@ -170,6 +171,8 @@ def run_search(config: ml_collections.ConfigDict) -> dict[str, Any]:
       state, values = step_fn(state, jax.device_put(batch, batch_sharding),
                               jax.device_put(next(valid), batch_sharding))
       step += 1
+      if step % sync_every == 0:
+        jax.block_until_ready(values)
       if step % config.train.log_every_steps == 0 or step == total_steps:
         trajectory.append(dict(step=step, weights=weights_of(state),
                                **{k: float(v) for k, v in values.items()}))

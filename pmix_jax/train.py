@@ -100,6 +100,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
                        opt_state=opt_state), value
 
 
+def steps_between_syncs(mesh: Mesh, log_every_steps: int) -> int:
+  """How many steps the host may queue before waiting for the devices."""
+  # Fake CPU devices can deadlock when many collective steps are queued: sync every step.
+  return 1 if mesh.devices.size > 1 and mesh.devices.flat[0].platform == 'cpu' else (
+      log_every_steps)
+
+
 def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
   """`(params, inputs [B, L, F]) -> [B, V]` scores of every item after the last behavior."""
   def score(params, inputs):
@@ -317,9 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   writer = _summary_writer(workdir)
   num_devices = devices.size
-  # Fake CPU devices can deadlock when many collective steps are queued: sync every step.
-  sync_every = 1 if num_devices > 1 and devices.flat[0].platform == 'cpu' else (
-      config.train.log_every_steps)
+  sync_every = steps_between_syncs(setup.mesh, config.train.log_every_steps)
   metric_name = config.eval.early_stopping_metric
   progress = tqdm.tqdm(total=total_steps, initial=int(meta['step']), unit='step',
                        dynamic_ncols=True, disable=not config.train.progress_bar,

@@ -1,0 +1,47 @@
+"""MGNM (Tian et al., SIGIR 2022): see `pmix_jax/models/mgnm.py`. The official code's
+defaults (NOTES section 2): d = d' = 16, K = 4 interests, 4 levels (raw embeddings and 3
+graph layers), history of 100, Adam lr 1e-3, 50 epochs, 5 negatives per target, L1 and L2
+weights 1e-5, no dropout and no gradient clipping.
+
+The code's batch of 256 counts the negatives' rows too (42 targets and their 5 negatives
+each); here the batch counts targets: `--config.train.batch_size=42` gives the code's step.
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = base.get_config()
+  config.model.name = 'mgnm'
+  config.model.hidden = 16  # d, the embedding width.
+  config.model.dropout = 0.0
+  config.model.user_field = 1  # The derived 'user' field, the first feature below.
+  config.model.num_levels = 4  # H^(0..3).
+  config.model.num_interests = 4  # K
+  config.model.capsule_dim = 16  # d'
+  config.model.routing_iterations = 3
+  # 'random': routing logits start from a stop-gradient N(0, 1) draw in training, as in the
+  # code (zero in evaluation); 'zeros': from zero always.
+  config.model.routing_init = 'random'
+  # Ablations (Table 3) and the code's variants, all on by the paper's defaults:
+  config.model.graph = 'user_aware'  # Eq. 1; 'dot' drops the user term, as the code.
+  config.model.use_graph = True  # False: w/o UGCN (the raw embeddings' level only).
+  config.model.use_bilstm = True  # False: w/o BiLSTM (Eq. 10).
+  # 'capsule' (the SCN) | 'bilstm' | 'sum' | 'self_attention': Table 3's SCN -> rows.
+  config.model.interest_extractor = 'capsule'
+  config.model.projection = True  # Eq. 11; False is the code's relu_layer=False.
+  config.model.pooling = 'max'  # Over levels in evaluation (Eq. 15); 'sum': w/o MaxPool.
+  config.model.l1_weight = 1e-5  # θ1 on the adjacency; 0: w/o L1Norm.
+  config.model.l2_weight = 1e-5  # θ2 on every parameter.
+  config.data.features = ('user',)
+  config.data.max_len = 100
+  config.train.targets = 'prefix'  # Not causal: one target per row.
+  config.train.loss = 'bce'  # Eq. 17; the model refuses any other.
+  config.train.num_negatives = 5
+  config.train.batch_size = 256
+  config.train.num_epochs = 50
+  config.train.grad_clip_norm = 0.0
+  config.lock()
+  return config
