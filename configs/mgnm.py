@@ -5,14 +5,28 @@ weights 1e-5, no dropout and no gradient clipping.
 
 The code's batch of 256 counts the negatives' rows too (42 targets and their 5 negatives
 each); here the batch counts targets: `--config.train.batch_size=42` gives the code's step.
+
+The rows of the paper's Table 3 that our switches allow are variants of this config:
+`--config=configs/mgnm.py:without_ugcn` (also `without_l1`, `without_bilstm`,
+`without_maxpool`, `scn_bilstm`, `scn_sum_pool`, `scn_self_attention`).
 """
 
 import ml_collections
 
 from configs import base
 
+ABLATIONS = {
+    'without_ugcn': dict(use_graph=False),
+    'without_l1': dict(l1_weight=0.0),
+    'without_bilstm': dict(use_bilstm=False),
+    'without_maxpool': dict(pooling='sum'),
+    'scn_bilstm': dict(interest_extractor='bilstm'),
+    'scn_sum_pool': dict(interest_extractor='sum'),
+    'scn_self_attention': dict(interest_extractor='self_attention'),
+}
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config = base.get_config()
   config.model.name = 'mgnm'
   config.model.hidden = 16  # d, the embedding width.
@@ -43,5 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 256
   config.train.num_epochs = 50
   config.train.grad_clip_norm = 0.0
+  if variant:
+    if variant not in ABLATIONS:
+      raise ValueError(f'unknown MGNM variant {variant!r}; known: {sorted(ABLATIONS)}')
+    config.model.update(ABLATIONS[variant])
   config.lock()
   return config

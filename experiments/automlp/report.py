@@ -77,12 +77,7 @@ def main(argv: list[str]) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)
   root = table1.ROOT.value
-  cells = {}
-  for dataset in table1.DATASETS:
-    for directory in sorted(glob.glob(os.path.join(root, dataset, '*'))):
-      cell = table1.load_cell(directory)
-      if cell and cell[1]:
-        cells[(dataset, os.path.basename(directory))] = cell
+  cells = table1_report.load_cells(root)
   lines = [
       '# AutoMLP, Table 2 on public data',
       '',

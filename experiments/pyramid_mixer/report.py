@@ -72,15 +72,27 @@ def mean_std(values: list[float]) -> str:
   return f'{np.mean(values):.4f} ± {np.std(values):.4f}' if values else '-'
 
 
-def table(cells: dict, scores) -> list[str]:
+def table(cells: dict, scores, metrics: tuple[str, ...] = METRICS) -> list[str]:
   """Rows `| dataset | model | seeds | MRR | NDCG | HR | ...`; `scores(run)` picks metrics."""
-  lines = ['| dataset | model | seeds | ' + ' | '.join(METRICS) + ' |',
-           '|---|---|---|' + '---|' * len(METRICS)]
+  lines = ['| dataset | model | seeds | ' + ' | '.join(metrics) + ' |',
+           '|---|---|---|' + '---|' * len(metrics)]
   for (dataset, model), (_, runs) in cells.items():
     values = [scores(run) for run in runs]
     lines.append(f'| {dataset} | {model} | {len(runs)} | ' + ' | '.join(
-        mean_std([v[m] for v in values]) for m in METRICS) + ' |')
+        mean_std([v[m] for v in values]) for m in metrics) + ' |')
   return lines
+
+
+def load_cells(root: str) -> dict[tuple[str, str], tuple[dict, list[dict]]]:
+  """(dataset, model directory) -> the cell's chosen grid point and its runs, for every
+  cell with at least one run (a model directory is a config name, maybe with a variant)."""
+  cells = {}
+  for dataset in DATASETS:
+    for directory in sorted(glob.glob(os.path.join(root, dataset, '*'))):
+      cell = table1.load_cell(directory)
+      if cell and cell[1]:
+        cells[(dataset, os.path.basename(directory))] = cell
+  return cells
 
 
 def every_run(root: str) -> list[str]:
@@ -108,12 +120,7 @@ def every_run(root: str) -> list[str]:
 def main(argv: list[str]) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)
-  cells = {}
-  for dataset in DATASETS:
-    for directory in sorted(glob.glob(os.path.join(table1.ROOT.value, dataset, '*'))):
-      cell = table1.load_cell(directory)
-      if cell and cell[1]:  # Labelled by directory: config name, maybe with a variant.
-        cells[(dataset, os.path.basename(directory))] = cell
+  cells = load_cells(table1.ROOT.value)
   lines = [
       '# Pyramid Mixer, Table 1 on public data',
       '',

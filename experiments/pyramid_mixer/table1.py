@@ -48,6 +48,10 @@ _EPOCHS = flags.DEFINE_integer('num_epochs', 40, 'Most epochs of a run.')
 _PATIENCE = flags.DEFINE_integer('patience', 5, 'Evaluations without improvement to stop.')
 PRESET = flags.DEFINE_string('preset', 'recbole_mlp4rec', 'config.data.preset of every run.')
 _MAX_LEN = flags.DEFINE_integer('max_len', 50, 'config.data.max_len of every run.')
+_SPLIT = flags.DEFINE_string('split', '', "config.data.split of every run ('': the preset's).")
+_PROTOCOL = flags.DEFINE_string('protocol', 'popularity:100', 'config.eval.protocol.')
+_SELECTION = flags.DEFINE_string('selection_metric', 'MRR@10',
+                                 'Validation metric for early stopping and tuning.')
 flags.mark_flag_as_required('root')
 
 # Dataset -> config.data values (paths relative to --shared_data) and side fields.
@@ -57,11 +61,12 @@ DATASETS = {
     'ml-1m': dict(name='ml-1m-seq', path='ml-1m', features=('category', 'year')),
     'beauty': dict(name='sequence-file', path='amazon-beauty/Beauty.txt',
                    features=('category',)),
+    # Positions only, no timestamps: MGNM's table splits it per user (--split).
+    'toys': dict(name='sequence-file', path='amazon-toys/Toys_and_Games.txt',
+                 features=('category',)),
     # The embedded generator: a smoke test of the pipeline, not a row of the paper's table.
     'synthetic': dict(name='synthetic', path='', features=('action', 'category')),
 }
-PROTOCOL = 'popularity:100'
-SELECTION_METRIC = 'MRR@10'
 
 
 def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
@@ -71,13 +76,16 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
   config = module.get_config(variant) if variant else module.get_config()
   data = DATASETS[dataset]
   path = data['path'] and os.path.join(_SHARED.value, data['path'])
-  config.data.update(dict(name=data['name'], path=path,
-                          features=data['features'], preset=PRESET.value,
-                          max_len=_MAX_LEN.value))
+  # A model reading the user keeps that field, first (field 1), before the dataset's.
+  user = ('user',) if 'user' in config.data.features else ()
+  config.data.update(dict(name=data['name'], path=path, features=user + data['features'],
+                          preset=PRESET.value, split=_SPLIT.value, max_len=_MAX_LEN.value))
+  if user:
+    config.model.user_field = 1
   config.model.update(dict(hidden=hidden, dropout=dropout))
   config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
-  config.eval.update(dict(protocol=PROTOCOL, also_protocols=('full',), ks=(5, 10, 20),
-                          early_stopping_metric=SELECTION_METRIC, patience=_PATIENCE.value))
+  config.eval.update(dict(protocol=_PROTOCOL.value, also_protocols=('full',), ks=(5, 10, 20),
+                          early_stopping_metric=_SELECTION.value, patience=_PATIENCE.value))
   config.seed = seed
   return config
 
@@ -123,11 +131,11 @@ def main(argv: list[str]) -> None:
     if dataset not in DATASETS:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
     tuned = {point: run(dataset, model, point, seeds[0]) for point in grid}
-    best = max(grid, key=lambda p: tuned[p]['valid'][SELECTION_METRIC])
+    best = max(grid, key=lambda p: tuned[p]['valid'][_SELECTION.value])
     with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
               'w') as f:
       json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
-                     grid=[list(p) for p in grid], selection=f'valid {SELECTION_METRIC}'), f)
+                     grid=[list(p) for p in grid], selection=f'valid {_SELECTION.value}'), f)
     for seed in seeds[1:]:
       run(dataset, model, best, seed)
 
