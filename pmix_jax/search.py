@@ -13,9 +13,9 @@ The chosen k is argmax α; the model is rebuilt with that k alone and trained fr
 the one training loop. The search writes `workdir/search/`: `result.json` (candidates, chosen
 k, the softmax(α) trajectory, wall time) and `alpha.png`.
 
-Resuming: a finished search is read back from `result.json`; a search killed before it
-finished starts over (it is deterministic, so it picks the same k); the retraining resumes
-from its checkpoints as any run does.
+Resuming: the search state is checkpointed in `search/checkpoints/` like training's, so a
+killed search resumes where it was and ends as an uninterrupted one would; a finished search
+is read back from `result.json`; the retraining resumes from its checkpoints as any run does.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pmix_jax import data as data_lib
@@ -102,8 +103,13 @@ def search_step(state: SearchState, train_batch: dict[str, jax.Array],
   return new_state, dict(train_loss=train_value, valid_loss=valid_value)
 
 
-def run_search(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Searches k among `config.model.short_lengths`; returns the record of the search."""
+def run_search(config: ml_collections.ConfigDict,
+               checkpoint_dir: str | None = None) -> dict[str, Any]:
+  """Searches k among `config.model.short_lengths`; returns the record of the search.
+
+  With `checkpoint_dir`, the search state is saved there (every
+  `config.train.checkpoint_every_steps` steps and every epoch) and a rerun resumes from it.
+  """
   options = config.automlp
   if options.order not in ORDERS:
     raise ConfigError(f'config.automlp.order must be one of {ORDERS}, not {options.order!r}')
@@ -154,36 +160,60 @@ def run_search(config: ml_collections.ConfigDict) -> dict[str, Any]:
       in_shardings=(replicated, batch_sharding, batch_sharding),
       out_shardings=(replicated, replicated), donate_argnums=0)
 
-  def valid_stream():
-    epoch = 0
+  def valid_stream(step: int):
+    """The validation batches from the one consumed at search step `step` on."""
+    epoch, offset = divmod(step, valid_batches.steps_per_epoch)
     while True:
-      yield from valid_batches.epoch(epoch)
-      epoch += 1
+      yield from valid_batches.epoch(epoch, offset)
+      epoch, offset = epoch + 1, 0
 
   weights_of = lambda state: jax.nn.softmax(state.arch[ARCH_PARAM]).tolist()
-  trajectory = [dict(step=0, weights=weights_of(state))]
-  valid = valid_stream()
+  meta = dict(step=0, epoch=0, step_in_epoch=0, search_seconds=0.0,
+              trajectory=[dict(step=0, weights=weights_of(state))])
+  manager = None
+  if checkpoint_dir:  # The search resumes exactly, as training does.
+    manager = ocp.CheckpointManager(checkpoint_dir, options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=True))
+    restored = train.Checkpoints.restore(manager, state)
+    if restored is not None:
+      state, meta = restored
+      print(f'Resumed the search from step {meta["step"]}', file=sys.stderr)
+  valid = valid_stream(meta['step'])
   sync_every = train.steps_between_syncs(mesh, config.train.log_every_steps)
-  started = time.perf_counter()
-  step = 0
-  for epoch in range(options.search_epochs):
-    for batch in train_batches.epoch(epoch):
+  trajectory = meta['trajectory']
+  while meta['epoch'] < options.search_epochs:
+    started = time.perf_counter()
+    for batch in train_batches.epoch(meta['epoch'], meta['step_in_epoch']):
       state, values = step_fn(state, jax.device_put(batch, batch_sharding),
                               jax.device_put(next(valid), batch_sharding))
-      step += 1
+      meta['step'] += 1
+      meta['step_in_epoch'] += 1
+      step = meta['step']
       if step % sync_every == 0:
         jax.block_until_ready(values)
       if step % config.train.log_every_steps == 0 or step == total_steps:
         trajectory.append(dict(step=step, weights=weights_of(state),
                                **{k: float(v) for k, v in values.items()}))
-    print(f'search epoch {epoch + 1}: softmax(alpha) over k={candidates}: '
+      if (manager and step % config.train.checkpoint_every_steps == 0 and
+          meta['step_in_epoch'] < train_batches.steps_per_epoch):
+        meta['search_seconds'] += time.perf_counter() - started
+        started = time.perf_counter()
+        train.Checkpoints.save(manager, state, meta)
+    jax.block_until_ready(state)
+    meta['search_seconds'] += time.perf_counter() - started
+    meta['epoch'], meta['step_in_epoch'] = meta['epoch'] + 1, 0
+    print(f'search epoch {meta["epoch"]}: softmax(alpha) over k={candidates}: '
           + ' '.join(f'{w:.3f}' for w in trajectory[-1]['weights']), file=sys.stderr)
-  seconds = time.perf_counter() - started
+    if manager:
+      train.Checkpoints.save(manager, state, meta)
+  if manager:
+    manager.wait_until_finished()
+    manager.close()
   final = np.asarray(state.arch[ARCH_PARAM])
   return dict(candidates=list(candidates), chosen=int(candidates[int(np.argmax(final))]),
               alpha=final.tolist(), weights=jax.nn.softmax(final).tolist(),
-              order=options.order, length_penalty=options.length_penalty, steps=step, search_seconds=seconds,
-              trajectory=trajectory)
+              order=options.order, length_penalty=options.length_penalty, steps=meta['step'],
+              search_seconds=meta['search_seconds'], trajectory=trajectory)
 
 
 def plot_search(result: dict[str, Any], path: str) -> None:
@@ -233,8 +263,7 @@ def resolve_architecture(config: ml_collections.ConfigDict,
                           f'config.model.short_lengths is {tuple(config.model.short_lengths)}; '
                           'use a new workdir')
     else:
-      result = run_search(config)
-      os.makedirs(directory, exist_ok=True)
+      result = run_search(config, os.path.join(os.path.abspath(directory), 'checkpoints'))
       plot_search(result, os.path.join(directory, 'alpha.png'))
       _write_json(path, result)
     print(f'short-term length search chose k = {result["chosen"]} among '

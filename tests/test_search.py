@@ -2,8 +2,12 @@
 choice on data with a known order, the workdir record and the search-then-retrain command."""
 
 import functools
+import glob
 import json
 import os
+import signal
+import subprocess
+import time
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +20,7 @@ from experiments.automlp import search_sanity
 from pmix_jax import models, search, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.automlp import ARCH_PARAM
-from tests.conftest import run_main, tiny_config, tiny_flags
+from tests.conftest import run_main, start_main, tiny_config, tiny_flags
 
 VOCAB = (41, 5)
 MAX_LEN = 10
@@ -164,3 +168,36 @@ def test_search_finds_the_shortest_window_holding_the_last_m_behaviors(m, expect
   result = search.run_search(config)
   assert result['chosen'] == expected, result['weights']
   assert max(result['weights']) > 0.6, result['weights']  # A clear choice, not a near tie.
+
+
+def test_a_killed_search_resumes_and_chooses_as_an_uninterrupted_one(tmp_path):
+  """Killed after its first checkpoint, the search resumes from it and ends with the same α
+  trajectory (and so the same k) as a search that was never stopped."""
+  overrides = dict(model__short_lengths=(2, 4, 8), model__num_layers=1,
+                   automlp__search_epochs=2, train__num_epochs=1, train__log_every_steps=5,
+                   train__checkpoint_every_steps=4)
+  flags = tiny_flags(**overrides)
+  workdir = str(tmp_path / 'killed')
+  process = start_main('automlp', workdir, flags, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+  commits = lambda: glob.glob(os.path.join(workdir, 'search', 'checkpoints', '*',
+                                           'commit_success.txt'))
+  deadline = time.time() + 600  # Startup and compilation on a loaded machine.
+  while not commits() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  process.send_signal(signal.SIGKILL)
+  assert commits(), 'no search checkpoint was committed before the kill'
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+  assert not os.path.exists(os.path.join(workdir, 'search', 'result.json'))
+  resumed = run_main('automlp', workdir, flags)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert 'Resumed the search from step' in resumed.stderr
+
+  reference = search.run_search(tiny_config('automlp', **overrides))
+  result = json.loads(open(os.path.join(workdir, 'search', 'result.json')).read())
+  assert result['chosen'] == reference['chosen']
+  assert [p['step'] for p in result['trajectory']] == [
+      p['step'] for p in reference['trajectory']]
+  np.testing.assert_allclose([p['weights'] for p in result['trajectory']],
+                             [p['weights'] for p in reference['trajectory']], rtol=1e-6)
