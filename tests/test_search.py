@@ -153,7 +153,8 @@ def test_one_command_searches_then_retrains_on_two_devices(tmp_path):
   assert f'chose k = {result["chosen"]}' in again.stderr
 
 
-@pytest.mark.parametrize('m, expected', [(3, 4), (6, 8)])
+@pytest.mark.parametrize('m, expected', [
+    (3, 4), pytest.param(6, 8, marks=pytest.mark.slow)])
 def test_search_finds_the_shortest_window_holding_the_last_m_behaviors(m, expected, tmp_path):
   """On data of order m, candidates shorter than m cannot see the item that decides the
   next one and lose; among the longer ones, which fit equally well, the length penalty
@@ -170,6 +171,7 @@ def test_search_finds_the_shortest_window_holding_the_last_m_behaviors(m, expect
   assert max(result['weights']) > 0.6, result['weights']  # A clear choice, not a near tie.
 
 
+@pytest.mark.slow  # Two searches in subprocesses; the training loop's resume test is default.
 def test_a_killed_search_resumes_and_chooses_as_an_uninterrupted_one(tmp_path):
   """Killed after its first checkpoint, the search resumes from it and ends with the same α
   trajectory (and so the same k) as a search that was never stopped."""
