@@ -222,8 +222,8 @@ def test_candidate_losses_match_numpy(loss):
 @pytest.mark.parametrize('name', ['a2svd', 'sli_rec'])
 def test_training_loss_uses_the_scorer_of_evaluation(name, loss='sampled_softmax'):
   """The training loss (without dropout) is `loss` on the logits that `score_candidates`
-  (and the chunked `score_items`) give the target and its negatives (uniform, never the target), averaged
-  over real targets (a filler row with target 0 counts for nothing), plus embed_l2 * ½ Σ |e|²
+  (and the chunked `score_items`) give the target and its negatives (uniform, never the
+  target), averaged over real targets (a filler row with target 0 counts for nothing), plus embed_l2 * ½ Σ |e|²
   over the distinct embedding rows the batch touches and layer_l2 * ½ Σ θ² over the rest."""
   embed_l2, layer_l2, num_negatives = 1e-2, 1e-3, 4
   model = make_model(name, use_user=True, embed_l2=embed_l2, layer_l2=layer_l2, dropout=0.0)
