@@ -15,16 +15,22 @@ import ml_collections
 from configs import base
 
 
-def get_config() -> ml_collections.ConfigDict:
+def shared(name: str) -> ml_collections.ConfigDict:
+  """What both ComiRec variants take from the code (unlocked: the variant adds its keys)."""
   config = base.get_config()
-  config.model.name = 'comirec_dr'
+  config.model.name = name
   config.model.dropout = 0.0
   config.model.num_interests = 4  # K
-  config.model.routing_iterations = 3
-  config.model.routing_init = 'zeros'  # The code's; 'random': a N(0, 1) draw in training.
   config.train.targets = 'prefix'  # Not causal: one target per row.
   config.train.loss = 'sampled_softmax'
   config.train.num_negatives = 10 * config.train.batch_size  # 10 per row, as the code.
   config.train.grad_clip_norm = 0.0
+  return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = shared('comirec_dr')
+  config.model.routing_iterations = 3
+  config.model.routing_init = 'zeros'  # The code's; 'random': a N(0, 1) draw in training.
   config.lock()
   return config

@@ -4,27 +4,16 @@ K = 4 attention heads (interests) over a hidden layer of 4d, learned positions i
 attention's input, history of 50, batch 256, Adam lr 1e-3, no dropout and no gradient
 clipping.
 
-Loss: a sampled softmax, as the paper and the code. The code draws 10 negatives per row
-of the batch, shared by the batch (TensorFlow's `sampled_softmax_loss`, log-uniform without
-replacement, with its log-Q correction); the package's `sampled_softmax` draws
-`num_negatives` uniform items with replacement, shared by the batch: 10 x 256. Keep
-`num_negatives` = 10 x `batch_size` when changing the batch.
+Loss and training: as `configs/comirec_dr.py`, from which the shared settings come.
 """
 
 import ml_collections
 
-from configs import base
+from configs import comirec_dr
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = base.get_config()
-  config.model.name = 'comirec_sa'
-  config.model.dropout = 0.0
-  config.model.num_interests = 4  # K
+  config = comirec_dr.shared('comirec_sa')
   config.model.add_positions = True  # The code's add_pos.
-  config.train.targets = 'prefix'  # Not causal: one target per row.
-  config.train.loss = 'sampled_softmax'
-  config.train.num_negatives = 10 * config.train.batch_size  # 10 per row, as the code.
-  config.train.grad_clip_norm = 0.0
   config.lock()
   return config
