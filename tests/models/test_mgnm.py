@@ -334,6 +334,45 @@ def lstm_params(module, x, valid, seed=0):
       lambda leaf: rng.normal(scale=0.5, size=leaf.shape).astype(np.float32), shapes)
 
 
+def numpy_lstm(x, kernel, recurrent, bias):
+  """The textbook LSTM over the rows of `x` `[N, T, E]`: hidden states `[N, T, H]`."""
+  sigmoid = lambda v: 1 / (1 + np.exp(-v))
+  c = h = np.zeros((x.shape[0], recurrent.shape[0]))
+  states = []
+  for t in range(x.shape[1]):
+    i, f, g, o = np.split(x[:, t] @ kernel + h @ recurrent + bias, 4, axis=-1)
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    h = sigmoid(o) * np.tanh(c)
+    states.append(h)
+  return np.stack(states, axis=1)
+
+
+def test_bilstm_is_a_forward_and_a_backward_lstm():
+  """Eq. 10's BiLSTM on unpadded rows against numpy: the readout of the forward LSTM's
+  states beside the backward LSTM's (run over the reversed row, re-reversed), and the final
+  states are the forward one after the latest behavior, the backward one after the oldest."""
+  module = SequenceBiLSTM(features=3, out_features=5)
+  x = np.random.default_rng(1).normal(size=(2, 6, 4)).astype(np.float32)
+  valid = np.ones((2, 6), bool)
+  v = lstm_params(module, x, valid)
+
+  def direction(name):  # Flax's cell keeps one kernel per gate: i, f, g, o.
+    cell = v['params'][name]
+    return (np.concatenate([cell['i' + gate]['kernel'] for gate in 'ifgo'], axis=-1),
+            np.concatenate([cell['h' + gate]['kernel'] for gate in 'ifgo'], axis=-1),
+            np.concatenate([cell['h' + gate]['bias'] for gate in 'ifgo'], axis=-1))
+
+  forward = numpy_lstm(x, *direction('forward'))
+  backward = numpy_lstm(x[:, ::-1], *direction('backward'))[:, ::-1]
+  kernel = np.asarray(v['params']['output']['kernel'])
+  np.testing.assert_allclose(module.apply(v, x, valid),
+                             np.concatenate([forward, backward], -1) @ kernel,
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(module.apply(v, x, valid, final=True),
+                             np.concatenate([forward[:, -1], backward[:, 0]], -1) @ kernel,
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_bilstm_ignores_left_padding_and_reads_each_direction():
   """Eq. 10's BiLSTM: on a left-padded row it equals the unpadded row at the real
   positions (zero at padding), and so do its final states; with the readout limited to
