@@ -34,7 +34,15 @@ from pmix_jax.data import batches as batches_lib
 from pmix_jax.data.sequences import SequenceData
 from pmix_jax.errors import ConfigError
 
-ScoreFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [B, L, F]) -> [B, V]
+# (params, inputs [B, L, F]) -> [B, V] scores of every item; with a third argument, item ids
+# `candidates` [B, C], -> [B, C] the scores of those items only (what sampled protocols ask).
+ScoreFn = Callable[..., jax.Array]
+
+
+def select(scores: jax.Array, candidates: jax.Array | None) -> jax.Array:
+  """`scores` `[B, V]` of the items `candidates` `[B, C]` (all of them when None): how a
+  ScoreFn that scores the whole catalogue anyway answers a candidates call."""
+  return scores if candidates is None else jnp.take_along_axis(scores, candidates, axis=1)
 
 
 def ranks_from_scores(scores: jax.Array, targets: jax.Array, exclude: jax.Array | None,
@@ -56,18 +64,17 @@ def ranks_from_scores(scores: jax.Array, targets: jax.Array, exclude: jax.Array 
   return jnp.where(jnp.isnan(target_score), candidate.sum(axis=1) - 1, rank).astype(jnp.float32)
 
 
-def ranks_among_candidates(scores: jax.Array, targets: jax.Array, negatives: jax.Array,
-                           tie_share: float) -> jax.Array:
-  """`[B]` ranks of `targets` among themselves and their sampled `negatives` `[B, N]`.
+def ranks_among_candidates(candidate_scores: jax.Array, tie_share: float) -> jax.Array:
+  """`[B]` ranks of the targets among their sampled negatives, from `candidate_scores`
+  `[B, 1 + N]`: the target's score first, then its N negatives'.
 
   The same tie policy as `ranks_from_scores`; a NaN target score ranks last (N).
   """
-  rows = jnp.arange(scores.shape[0])
-  target_score = scores[rows, targets][:, None]
-  negative_scores = jnp.take_along_axis(scores, negatives, axis=1)
+  target_score, negative_scores = candidate_scores[:, :1], candidate_scores[:, 1:]
   rank = (jnp.sum(negative_scores > target_score, axis=1)
           + tie_share * jnp.sum(negative_scores == target_score, axis=1))
-  return jnp.where(jnp.isnan(target_score[:, 0]), negatives.shape[1], rank).astype(jnp.float32)
+  return jnp.where(jnp.isnan(target_score[:, 0]), negative_scores.shape[1],
+                   rank).astype(jnp.float32)
 
 
 def parse_protocol(protocol: str) -> tuple[str, int]:
@@ -233,15 +240,12 @@ class Evaluator:
     vocab = self.data.vocab_sizes[0]
 
     def rank_batch(params, batch):
+      if 'negatives' in batch:  # Only the target and its negatives are scored.
+        candidates = jnp.concatenate([batch['targets'][:, None], batch['negatives']], axis=1)
+        scores = score_fn(params, batch['inputs'], candidates).astype(jnp.float32)
+        return dict(ranks=ranks_among_candidates(scores, self.tie_share),
+                    candidate_scores=scores)
       scores = score_fn(params, batch['inputs']).astype(jnp.float32)
-      if 'negatives' in batch:
-        rows = jnp.arange(scores.shape[0])
-        candidates = jnp.concatenate(
-            [scores[rows, batch['targets']][:, None],
-             jnp.take_along_axis(scores, batch['negatives'], axis=1)], axis=1)
-        return dict(ranks=ranks_among_candidates(scores, batch['targets'],
-                                                 batch['negatives'], self.tie_share),
-                    candidate_scores=candidates)
       exclude = history_mask(batch['history'], vocab) if 'history' in batch else None
       return dict(ranks=ranks_from_scores(scores, batch['targets'], exclude, self.tie_share))
 

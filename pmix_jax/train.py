@@ -108,12 +108,19 @@ def steps_between_syncs(mesh: Mesh, log_every_steps: int) -> int:
 
 
 def make_score_fn(model: nn.Module) -> evaluation.ScoreFn:
-  """`(params, inputs [B, L, F]) -> [B, V]` scores of every item after the last behavior."""
-  def score(params, inputs):
+  """`(params, inputs [B, L, F]) -> [B, V]` scores of every item after the last behavior;
+  `(params, inputs, candidates [B, C]) -> [B, C]` those of the candidates only."""
+  def score(params, inputs, candidates=None):
+    variables = {'params': params}
+    if candidates is not None and hasattr(model, 'score_candidates'):
+      return model.apply(variables, inputs, candidates, method='score_candidates')
     if hasattr(model, 'score_items'):  # A target-aware user state (MGNM's attention).
-      return model.apply({'params': params}, inputs, method='score_items')
-    hidden, table = model.apply({'params': params}, inputs, train=False)
-    return hidden[:, -1] @ table.T
+      return evaluation.select(model.apply(variables, inputs, method='score_items'),
+                               candidates)
+    hidden, table = model.apply(variables, inputs, train=False)
+    if candidates is None:
+      return hidden[:, -1] @ table.T
+    return jnp.einsum('bd,bcd->bc', hidden[:, -1], table[candidates])
   return score
 
 
@@ -139,9 +146,11 @@ def load_or_sample_negatives(workdir: str, data: data_lib.SequenceData, split: s
   return negatives
 
 
-def popularity_score(counts: jax.Array, inputs: jax.Array) -> jax.Array:
+def popularity_score(counts: jax.Array, inputs: jax.Array,
+                     candidates: jax.Array | None = None) -> jax.Array:
   """The most-popular ranker as a score function: training counts, the same for every user."""
-  return jnp.broadcast_to(counts, (inputs.shape[0], counts.shape[0]))
+  return evaluation.select(jnp.broadcast_to(counts, (inputs.shape[0], counts.shape[0])),
+                           candidates)
 
 
 class Checkpoints:

@@ -12,7 +12,7 @@ from pmix_jax.data.sequences import InteractionLog, build_sequences
 from pmix_jax.errors import ConfigError
 from pmix_jax.evaluation import (Evaluator, grouped_auc, metrics_from_ranks,
                                  parse_protocol, ranks_among_candidates, ranks_from_scores,
-                                 sample_negatives)
+                                 sample_negatives, select)
 
 NAN = float('nan')
 _ranks_jit = jax.jit(ranks_from_scores)
@@ -130,8 +130,8 @@ USER_ITEMS = {
 }
 
 
-def fixed_scores(params, inputs):
-  return jnp.broadcast_to(params, (inputs.shape[0], V))
+def fixed_scores(params, inputs, candidates=None):
+  return select(jnp.broadcast_to(params, (inputs.shape[0], V)), candidates)
 
 
 @pytest.fixture(name='data', scope='module')
@@ -194,11 +194,30 @@ def test_ranks_among_candidates_by_hand():
   """Only the sampled negatives compete; ties follow tie_share; NaN ranks last."""
   scores = jnp.asarray([[0.0, 0.9, 0.5, 0.5, 0.1, 0.7],
                         [0.0, NAN, 0.5, 0.5, 0.1, 0.7]], jnp.float32)
-  targets = jnp.asarray([2, 1])
-  negatives = jnp.asarray([[3, 4, 5], [3, 4, 5]])
+  candidates = jnp.asarray([[2, 3, 4, 5], [1, 3, 4, 5]])  # The target, then its negatives.
+  candidate_scores = select(scores, candidates)
   # Row 0: item 5 (0.7) higher, item 3 tied, item 4 lower; item 1 (0.9) is not sampled.
-  np.testing.assert_array_equal(ranks_among_candidates(scores, targets, negatives, 0.0)[:1], [1])
-  np.testing.assert_array_equal(ranks_among_candidates(scores, targets, negatives, 1.0), [2, 3])
+  np.testing.assert_array_equal(ranks_among_candidates(candidate_scores, 0.0)[:1], [1])
+  np.testing.assert_array_equal(ranks_among_candidates(candidate_scores, 1.0), [2, 3])
+
+
+def test_sampled_protocol_scores_only_the_target_and_its_negatives(data):
+  """Under a sampled protocol the score function is asked for `[target, negatives...]` of
+  each row, never for the whole catalogue (a target-aware model scores 1 + N items, not V);
+  the ranks and GAUC come from those scores."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  negatives = np.array([[1, 3], [5, 1], [3, 1]])  # Valid targets are 2, 2, 4.
+  evaluator = Evaluator(data=data, split='valid', max_len=3, batch_size=2, mask_history=False,
+                        tie_share=1.0, ks=(1, 5), mesh=mesh, negatives=negatives)
+
+  def candidates_only(params, inputs, candidates=None):
+    assert candidates is not None, 'a sampled protocol asked for every item'
+    return params[candidates]  # Item i scores params[i].
+
+  outputs = evaluator.outputs(candidates_only, SCORES)
+  np.testing.assert_array_equal(outputs['candidate_scores'],
+                                np.asarray(SCORES)[[[2, 1, 3], [2, 5, 1], [4, 3, 1]]])
+  np.testing.assert_array_equal(outputs['ranks'], evaluator.ranks(fixed_scores, SCORES))
 
 
 def _synthetic(num_users=40):

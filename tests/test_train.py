@@ -201,3 +201,18 @@ def test_a_model_with_its_own_training_loss_is_trained_on_it():
   assert value == 10 * 3 * 2  # sum(table) * sum(targets) * num_negatives.
   # d loss / d table = 6 everywhere, so one SGD step moves every entry by -0.6.
   np.testing.assert_allclose(new_state.params['table'], 1 - 0.6, rtol=1e-6)
+
+
+@pytest.mark.parametrize('model', ['sasrec', 'mgnm', 'surge'])
+def test_candidate_scores_are_the_full_scores_of_those_items(model):
+  """The score function's candidates path (a dot product with the candidates' rows;
+  `score_items` then a gather; SURGE's own `score_candidates`) agrees with scoring every
+  item, so sampled protocols mean the same whichever path a model takes."""
+  setup = train.Setup.create(tiny_config(model))
+  inputs = next(iter(setup.train_batches.epoch(0)))['inputs'][:4]
+  vocab = setup.data.vocab_sizes[0]
+  candidates = np.random.default_rng(0).integers(1, vocab, size=(4, 7))
+  full = np.asarray(jax.jit(setup.score_fn)(setup.state.params, inputs))
+  chosen = jax.jit(setup.score_fn)(setup.state.params, inputs, candidates)
+  np.testing.assert_allclose(chosen, np.take_along_axis(full, candidates, axis=1),
+                             rtol=1e-5, atol=1e-5)

@@ -45,7 +45,8 @@ other parameter (the code's 1e-4 both), added to the mean over targets.
 
 Evaluation (`score_items`) runs the same network on every item, the catalogue in chunks of
 about `score_chunk` (row, item) pairs (memory `score_chunk * L * max(att_fcn_layer_sizes)`
-floats for SLi-Rec); `score_candidates` scores given items. SLi-Rec's attention runs its MLP
+floats for SLi-Rec); `score_candidates` scores given items, and is what sampled protocols
+call. SLi-Rec's attention runs its MLP
 for every (row, item, behavior), `B * V * L` MLP rows: ranking all V = 11,925 items (Toys)
 for 64 rows of L = 100 (E = 16) took 16-18 s on this loaded 2-core CPU, against 0.36 s for
 101 candidates through `score_candidates`. A2SVD's only target-aware part is (3), whose
