@@ -118,7 +118,7 @@ def main(argv: list[str]) -> None:
       '',
       '## The same checkpoints under `full` ranking (every item a candidate)',
       '',
-      *table1_report.table(cells, lambda run: run['also_protocols']['full']['test']),
+      *table1_report.table(cells, table1_report.full_ranking),
       '',
       '## AutoMLP\'s search: the chosen short-term length and its cost',
       '',

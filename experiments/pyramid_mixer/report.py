@@ -72,13 +72,19 @@ def mean_std(values: list[float]) -> str:
   return f'{np.mean(values):.4f} ± {np.std(values):.4f}' if values else '-'
 
 
+def full_ranking(run: dict) -> dict | None:
+  """A run's test metrics under full ranking (None if it was not scored so)."""
+  return run['also_protocols'].get('full', {}).get('test')
+
+
 def table(cells: dict, scores, metrics: tuple[str, ...] = METRICS) -> list[str]:
-  """Rows `| dataset | model | seeds | MRR | NDCG | HR | ...`; `scores(run)` picks metrics."""
+  """Rows `| dataset | model | seeds | MRR | NDCG | HR | ...`; `scores(run)` picks metrics
+  (None: the run has none, and the seeds column counts only runs that have them)."""
   lines = ['| dataset | model | seeds | ' + ' | '.join(metrics) + ' |',
            '|---|---|---|' + '---|' * len(metrics)]
   for (dataset, model), (_, runs) in cells.items():
-    values = [scores(run) for run in runs]
-    lines.append(f'| {dataset} | {model} | {len(runs)} | ' + ' | '.join(
+    values = [v for v in map(scores, runs) if v is not None]
+    lines.append(f'| {dataset} | {model} | {len(values)} | ' + ' | '.join(
         mean_std([v[m] for v in values]) for m in metrics) + ' |')
   return lines
 
@@ -108,11 +114,12 @@ def every_run(root: str) -> list[str]:
     *_, dataset, model, point, seed, _ = path.split(os.sep)
     with open(path) as f:
       run = json.load(f)
-    test, full = run['test'], run['also_protocols']['full']['test']
+    test, full = run['test'], full_ranking(run)
+    full = f'{full["NDCG@10"]:.4f} | {full["HR@10"]:.4f}' if full else '- | -'
     lines.append(
         f'| {dataset} | {model} | {point.replace(",", ", ")} | {seed[5:]} | '
         f'{run["valid"]["MRR@10"]:.4f} | {test["MRR@10"]:.4f} | {test["NDCG@10"]:.4f} | '
-        f'{test["HR@10"]:.4f} | {full["NDCG@10"]:.4f} | {full["HR@10"]:.4f} | '
+        f'{test["HR@10"]:.4f} | {full} | '
         f'{run["best_epoch"]} / {run["epochs_run"]} | {run["train_seconds"]:.0f} |')
   return lines
 
@@ -161,7 +168,7 @@ def main(argv: list[str]) -> None:
       '',
       '## The same checkpoints under `full` ranking (every item a candidate)',
       '',
-      *table(cells, lambda run: run['also_protocols']['full']['test']),
+      *table(cells, full_ranking),
       '',
       '## Tuning and cost of each cell',
       '',

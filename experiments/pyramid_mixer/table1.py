@@ -52,6 +52,10 @@ _SPLIT = flags.DEFINE_string('split', '', "config.data.split of every run ('': t
 _PROTOCOL = flags.DEFINE_string('protocol', 'popularity:100', 'config.eval.protocol.')
 _SELECTION = flags.DEFINE_string('selection_metric', 'MRR@10',
                                  'Validation metric for early stopping and tuning.')
+_SKIP_FULL = flags.DEFINE_list(
+    'skip_full_ranking', [],
+    'Models (config names) not also scored under full ranking: those that run a network per '
+    '(row, item), like SURGE, take hours to rank a whole catalogue on a CPU.')
 flags.mark_flag_as_required('root')
 
 # Dataset -> config.data values (paths relative to --shared_data) and side fields.
@@ -84,7 +88,8 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
     config.model.user_field = 1
   config.model.update(dict(hidden=hidden, dropout=dropout))
   config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
-  config.eval.update(dict(protocol=_PROTOCOL.value, also_protocols=('full',), ks=(5, 10, 20),
+  also = () if name in _SKIP_FULL.value else ('full',)
+  config.eval.update(dict(protocol=_PROTOCOL.value, also_protocols=also, ks=(5, 10, 20),
                           early_stopping_metric=_SELECTION.value, patience=_PATIENCE.value))
   config.seed = seed
   return config
