@@ -78,7 +78,6 @@ def get_config() -> ml_collections.ConfigDict:
   # The chosen checkpoint is also scored under these protocols after training, e.g.
   # ('full',) beside a paper's sampled protocol; they never drive early stopping.
   config.eval.also_protocols = ()
-  config.eval.negatives_exclude_history = False  # Sampled negatives avoid earlier items.
   config.eval.batch_size = 256
   config.eval.every_epochs = 1
   config.eval.ks = (5, 10, 20)

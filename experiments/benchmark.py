@@ -107,7 +107,7 @@ def measure(name: str, targets: str, max_len: int, loss: str) -> dict:
 
   protocol = 'popularity:100' if hasattr(setup.model, 'score_candidates') else 'full'
   negatives = (None if protocol == 'full' else
-               evaluation.sample_negatives(setup.data, 'test', protocol, 0, False))
+               evaluation.sample_negatives(setup.data, 'test', protocol, 0))
   evaluator = evaluation.Evaluator(setup.data, 'test', setup.max_len, _BATCH.value, False, 1.0,
                                    (10,), setup.mesh, negatives=negatives)
   evaluator.ranks(setup.score_fn, state.params)  # Compile.

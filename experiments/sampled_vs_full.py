@@ -41,8 +41,8 @@ def main(argv):
   reference = None
   for protocol in _PROTOCOLS.value:
     for exclude_history in ([False] if protocol == 'full' else [False, True]):
-      negatives = (None if protocol == 'full' else
-                   evaluation.sample_negatives(sequences, 'test', protocol, 0, exclude_history))
+      negatives = (None if protocol == 'full' else evaluation.sample_negatives(
+          sequences, 'test', protocol + ':unseen' * exclude_history, 0))
       metrics = evaluation.Evaluator(sequences, 'test', config.max_len, 256, False, 1.0, (10,),
                                      mesh, negatives=negatives)(train.popularity_score, counts)
       reference = reference or metrics

@@ -1,9 +1,10 @@
 """Evaluation: explicit ranks with a stated tie policy, batched and jitted.
 
 Protocols: `full` (default) ranks the target against every item; `uniform:N` and
-`popularity:N` rank it against N sampled negatives only, as many papers do (RecBole: 100,
-popularity-sampled); `grouped:N` (SURGE, MGNM) samples N uniform negatives outside the
-user's history. Sampled protocols also report GAUC (`grouped_auc`). Sampled metrics are
+`popularity:N` rank it against N sampled negatives only, as many papers do, never the
+target, and with the suffix `:unseen` never an item of the user's history either (RecBole's
+sampler: `popularity:100:unseen`); `grouped:N` (SURGE, MGNM) samples N uniform negatives
+outside the user's history. Sampled protocols also report GAUC (`grouped_auc`). Sampled metrics are
 much higher than full-ranking ones and do not order models reliably; they exist to compare
 with papers, and every result names its protocol.
 
@@ -78,27 +79,35 @@ def ranks_among_candidates(candidate_scores: jax.Array, tie_share: float) -> jax
 
 
 def parse_protocol(protocol: str) -> tuple[str, int]:
-  """'full' -> ('full', 0); 'uniform:100' -> ('uniform', 100); also 'popularity:N'."""
-  kind, _, count = protocol.partition(':')
+  """'full' -> ('full', 0); 'uniform:100' -> ('uniform', 100); also 'popularity:N',
+  'grouped:N', and any sampled one with the suffix ':unseen' (`avoids_history`)."""
+  kind, _, count = protocol.removesuffix(':unseen').partition(':')
   if protocol == 'full':
     return 'full', 0
   if kind in ('uniform', 'popularity', 'grouped') and count.isdigit() and int(count) > 0:
     return kind, int(count)
   raise ConfigError(f"unknown config.eval.protocol {protocol!r}; known: 'full', "
-                    "'uniform:N', 'popularity:N', 'grouped:N' (N > 0 sampled negatives)")
+                    "'uniform:N', 'popularity:N', 'grouped:N' (N > 0 sampled negatives), "
+                    "the sampled ones also as e.g. 'popularity:N:unseen'")
+
+
+def avoids_history(protocol: str) -> bool:
+  """Whether a sampled protocol's negatives avoid the user's earlier items, not only the
+  target: ':unseen' (RecBole's sampler), and 'grouped' always."""
+  return protocol.endswith(':unseen') or parse_protocol(protocol)[0] == 'grouped'
 
 
 def sample_negatives(data: SequenceData, split: str, protocol: str, seed: int,
-                     exclude_history: bool, chunk: int = 512) -> np.ndarray:
+                     chunk: int = 512) -> np.ndarray:
   """`[num_rows, N]` distinct negatives per target of `split`, never the target itself.
 
   'uniform' draws items uniformly; 'popularity' in proportion to their count in the whole
   dataset (all splits, as RecBole does). Without replacement, by the Gumbel-top-k trick.
-  With `exclude_history`, the user's earlier items are not drawn either; 'grouped' (SURGE,
-  MGNM) is uniform and always excludes them.
+  When the protocol `avoids_history` (':unseen'; 'grouped', SURGE's and MGNM's, which is
+  uniform), the user's earlier items are not drawn either.
   """
   kind, count = parse_protocol(protocol)
-  exclude_history = exclude_history or kind == 'grouped'
+  exclude_history = avoids_history(protocol)
   rows = batches_lib.eval_rows(data, split)
   targets = batches_lib.gather_targets(data, rows, 1, False)
   vocab = data.vocab_sizes[0]

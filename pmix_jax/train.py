@@ -132,13 +132,11 @@ def load_or_sample_negatives(workdir: str, data: data_lib.SequenceData, split: s
   kind, _ = evaluation.parse_protocol(config.protocol)
   if kind == 'full':
     return None
-  name = (f'{split}-{config.protocol.replace(":", "")}-seed{config.negatives_seed}'
-          f'{"-nohistory" if config.negatives_exclude_history else ""}.npy')
+  name = f'{split}-{config.protocol.replace(":", "")}-seed{config.negatives_seed}.npy'
   path = os.path.join(workdir, 'negatives', name)
   if os.path.exists(path):
     return np.load(path)
-  negatives = evaluation.sample_negatives(data, split, config.protocol, config.negatives_seed,
-                                          config.negatives_exclude_history)
+  negatives = evaluation.sample_negatives(data, split, config.protocol, config.negatives_seed)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + '.tmp', 'wb') as f:
     np.save(f, negatives)
@@ -215,8 +213,9 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
     evaluation.parse_protocol(protocol)  # Fails on an unknown protocol before training.
   protocol_kind, _ = evaluation.parse_protocol(evaluation_config.protocol)
   if protocol_kind != 'full' and evaluation_config.mask_history:
-    raise ConfigError('config.eval.mask_history applies to full ranking; with a sampled '
-                      'protocol use config.eval.negatives_exclude_history')
+    raise ConfigError('config.eval.mask_history applies to full ranking; for sampled '
+                      "negatives outside the history use an ':unseen' protocol, e.g. "
+                      "'popularity:100:unseen'")
   metric_names = list(evaluation.metrics_from_ranks(np.zeros(1), tuple(evaluation_config.ks)))
   if protocol_kind != 'full':
     metric_names.append('GAUC')
@@ -294,6 +293,61 @@ class Setup:
                make_score_fn(model))
 
 
+def _evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, split: str,
+               protocol: str | None = None) -> evaluation.Evaluator:
+  """The evaluator of `split` under `protocol` (default: config.eval.protocol)."""
+  eval_config = ml_collections.ConfigDict(
+      {**config.eval.to_dict(), 'protocol': protocol or config.eval.protocol})
+  return evaluation.Evaluator(
+      setup.data, split, setup.max_len, config.eval.batch_size,
+      config.eval.mask_history and eval_config.protocol == 'full', config.eval.tie_share,
+      tuple(config.eval.ks), setup.mesh,
+      negatives=load_or_sample_negatives(workdir, setup.data, split, eval_config))
+
+
+def _scores(config: ml_collections.ConfigDict, setup: Setup, workdir: str, params: Any,
+            protocol: str) -> dict[str, Any]:
+  """Validation and test metrics of `params` under `protocol`, and the most-popular
+  ranker's test metrics on the same candidates."""
+  test = _evaluator(config, setup, workdir, 'test', protocol)
+  counts = jnp.asarray(setup.data.train_item_counts(), jnp.float32)
+  return dict(valid=_evaluator(config, setup, workdir, 'valid', protocol)(setup.score_fn,
+                                                                           params),
+              test=test(setup.score_fn, params),
+              popularity=dict(test=test(popularity_score, counts)))
+
+
+def rescore(config: ml_collections.ConfigDict, workdir: str,
+            protocols: tuple[str, ...]) -> dict[str, Any]:
+  """Scores the chosen (best) checkpoint of a finished run in `workdir` under more
+  `protocols` and adds them to its results.json's `also_protocols` (those already there are
+  not recomputed). `config` must be the run's. Returns the updated results."""
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    raise ConfigError(f'{path} does not exist: only a finished run can be rescored')
+  with open(path) as f:
+    results = json.load(f)
+  missing = [p for p in protocols if p not in results['also_protocols']]
+  for protocol in missing:
+    evaluation.parse_protocol(protocol)
+  if not missing:
+    return results
+  setup = Setup.create(config)
+  checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                            config.checkpoint.keep_latest)
+  restored = Checkpoints.restore(checkpoints.best, setup.state)
+  checkpoints.close()
+  if restored is None:
+    raise ConfigError(f'no best checkpoint in {workdir}/checkpoints/best')
+  for protocol in missing:
+    results['also_protocols'][protocol] = _scores(config, setup, workdir,
+                                                  restored[0].params, protocol)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(results, f, indent=1)
+  os.replace(path + '.tmp', path)
+  return results
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config.model` on `config.data`, evaluates, and writes everything to `workdir`.
 
@@ -310,14 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
   batch_sharding = NamedSharding(setup.mesh, P('data'))
-  def evaluator(split: str, protocol: str = config.eval.protocol) -> evaluation.Evaluator:
-    eval_config = ml_collections.ConfigDict({**config.eval.to_dict(), 'protocol': protocol})
-    return evaluation.Evaluator(
-        data, split, max_len, config.eval.batch_size,
-        config.eval.mask_history and protocol == 'full', config.eval.tie_share,
-        tuple(config.eval.ks), setup.mesh,
-        negatives=load_or_sample_negatives(workdir, data, split, eval_config))
-
+  evaluator = functools.partial(_evaluator, config, setup, workdir)
   validate = evaluator('valid')
 
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
@@ -394,17 +441,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
-  counts = jnp.asarray(data.train_item_counts(), jnp.float32)
-  test = evaluator('test')
-  final = dict(valid=validate(score_fn, best_state.params),
-               test=test(score_fn, best_state.params))
-  popularity = test(popularity_score, counts)
-  also = {}
-  for protocol in config.eval.also_protocols:
-    also_test = evaluator('test', protocol)
-    also[protocol] = dict(valid=evaluator('valid', protocol)(score_fn, best_state.params),
-                          test=also_test(score_fn, best_state.params),
-                          popularity=dict(test=also_test(popularity_score, counts)))
+  final = _scores(config, setup, workdir, best_state.params, config.eval.protocol)
+  popularity = final.pop('popularity')['test']
+  also = {protocol: _scores(config, setup, workdir, best_state.params, protocol)
+          for protocol in config.eval.also_protocols}
   for split, metrics in final.items():
     for name, value in metrics.items():
       writer.add_scalar(f'final_{split}/{_tag(name)}', value, meta['best_step'])

@@ -227,13 +227,13 @@ def _synthetic(num_users=40):
 @pytest.mark.parametrize('protocol', ['uniform:20', 'popularity:20'])
 def test_sampled_negatives_are_distinct_never_the_target_and_seeded(protocol):
   data = _synthetic()
-  negatives = sample_negatives(data, 'test', protocol, seed=3, exclude_history=False)
+  negatives = sample_negatives(data, 'test', protocol, seed=3)
   targets = batches.gather_targets(data, batches.eval_rows(data, 'test'), 1, False)
   assert negatives.shape == (len(targets), 20)
   assert all(len(set(row)) == 20 for row in negatives.tolist())
   assert not (negatives == targets[:, None]).any() and (negatives > 0).all()
-  np.testing.assert_array_equal(negatives, sample_negatives(data, 'test', protocol, 3, False))
-  assert not np.array_equal(negatives, sample_negatives(data, 'test', protocol, 4, False))
+  np.testing.assert_array_equal(negatives, sample_negatives(data, 'test', protocol, 3))
+  assert not np.array_equal(negatives, sample_negatives(data, 'test', protocol, 4))
 
 
 def test_popularity_negatives_follow_item_counts():
@@ -242,7 +242,7 @@ def test_popularity_negatives_follow_item_counts():
   counts = np.bincount(data.behaviors[1:, 0], minlength=data.vocab_sizes[0])[1:]
   popular, rare = np.argsort(-counts)[:10] + 1, np.argsort(counts)[:10] + 1
   for protocol, more in [('popularity:5', True), ('uniform:5', False)]:
-    drawn = np.bincount(sample_negatives(data, 'test', protocol, 0, False).ravel(),
+    drawn = np.bincount(sample_negatives(data, 'test', protocol, 0).ravel(),
                         minlength=data.vocab_sizes[0])
     ratio = drawn[popular].sum() / max(drawn[rare].sum(), 1)
     assert (ratio > 3) if more else (ratio < 2), (protocol, ratio)
@@ -252,14 +252,18 @@ def test_negatives_can_avoid_history():
   data = _synthetic()
   rows = batches.eval_rows(data, 'test')
   history = batches.gather_history(data, rows)
-  negatives = sample_negatives(data, 'test', 'uniform:5', 0, exclude_history=True)
-  for row, seen in zip(negatives, history):
-    assert not set(row.tolist()) & set(seen.tolist())
+  for protocol in ('uniform:5:unseen', 'popularity:5:unseen', 'grouped:5'):
+    negatives = sample_negatives(data, 'test', protocol, 0)
+    for row, seen in zip(negatives, history):
+      assert not set(row.tolist()) & set(seen.tolist())
+  negatives = sample_negatives(data, 'test', 'uniform:5', 0)  # The target only.
+  assert any(set(row.tolist()) & set(seen.tolist()) for row, seen in zip(negatives, history))
 
 
 def test_unknown_protocol_is_a_config_error():
   assert parse_protocol('popularity:100') == ('popularity', 100)
-  for bad in ('sampled', 'uniform:', 'uniform:0', 'pop:100'):
+  assert parse_protocol('popularity:100:unseen') == ('popularity', 100)
+  for bad in ('sampled', 'uniform:', 'uniform:0', 'pop:100', 'full:unseen', 'uniform:5:seen'):
     with pytest.raises(ConfigError, match='unknown config.eval.protocol'):
       parse_protocol(bad)
 

@@ -133,8 +133,8 @@ def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
   assert saved == ['test-popularity20-seed0.npy', 'valid-popularity20-seed0.npy']
   assert first['protocol'] == 'popularity:20'
   # Sampled metrics are inflated relative to full ranking on the same model.
-  full = train.train_and_evaluate(tiny_config('pyramid', train__num_epochs=1),
-                                  str(tmp_path / 'full'))
+  full_config = tiny_config('pyramid', train__num_epochs=1)
+  full = train.train_and_evaluate(full_config, str(tmp_path / 'full'))
   assert first['test']['HR@10'] > full['test']['HR@10']
   # `also_protocols` scores the same checkpoint as a run under that protocol would (one
   # epoch, so both keep the same checkpoint).
@@ -146,6 +146,18 @@ def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
   again = train.train_and_evaluate(config, str(tmp_path))
   assert again['test'] == first['test']
   assert before == {n: os.path.getmtime(tmp_path / 'negatives' / n) for n in saved}
+  # Rescoring the finished run's checkpoint under another protocol gives what the run itself
+  # would have reported for it; those already there are kept, and it lands in results.json.
+  full_dir = tmp_path / 'full'
+  rescored = train.rescore(full_config, str(full_dir), ('full', 'popularity:20:unseen'))
+  assert rescored['also_protocols']['full']['test'] == full['test']
+  assert rescored['also_protocols']['popularity:20:unseen']['test'] != first['test']
+  with open(full_dir / 'results.json') as f:
+    assert json.load(f)['also_protocols'] == rescored['also_protocols']
+  unseen = train.train_and_evaluate(
+      tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20:unseen'),
+      str(tmp_path / 'unseen'))
+  assert rescored['also_protocols']['popularity:20:unseen']['test'] == unseen['test']
 
 
 def test_temporal_split_trains_and_ranks_every_target(tmp_path):
@@ -168,7 +180,7 @@ def test_grouped_protocol_reports_gauc_and_can_select_on_it(tmp_path):
 
 
 def test_history_mask_with_a_sampled_protocol_is_rejected(tmp_path):
-  with pytest.raises(ConfigError, match='negatives_exclude_history'):
+  with pytest.raises(ConfigError, match="':unseen' protocol"):
     train.train_and_evaluate(tiny_config('pyramid', eval__protocol='uniform:10',
                                          eval__mask_history=True), str(tmp_path))
 

@@ -7,7 +7,8 @@ r"""Pyramid Mixer's Table 1 on the public data: tune on validation, then several
 The paper's protocol (NOTES.md section 1): `recbole_mlp4rec` preprocessing (iterative
 5-core, leave-one-out by time, max length 50), 100 negatives sampled by whole-dataset
 popularity (excluding only the target), MRR/NDCG/HR@10, early stopping on validation MRR@10.
-Every chosen checkpoint is also scored under full ranking (`eval.also_protocols`).
+Every chosen checkpoint is also scored under full ranking and under RecBole's own sampler,
+`popularity:100:unseen`, whose negatives avoid the user's history (`--also_protocols`).
 
 Tuning is the same for every model: each point of the grid (`--lrs` x `--dropouts` x
 `--hiddens`) trains once with the first seed and the point with the best validation MRR@10
@@ -52,6 +53,11 @@ _SPLIT = flags.DEFINE_string('split', '', "config.data.split of every run ('': t
 _PROTOCOL = flags.DEFINE_string('protocol', 'popularity:100', 'config.eval.protocol.')
 _SELECTION = flags.DEFINE_string('selection_metric', 'MRR@10',
                                  'Validation metric for early stopping and tuning.')
+_ALSO = flags.DEFINE_list(
+    'also_protocols', ['full', 'popularity:100:unseen'],
+    "Protocols every chosen checkpoint is also scored under; a finished run that lacks one "
+    "is rescored (`train.rescore`), not retrained. 'popularity:100:unseen' is RecBole's "
+    'sampler, which draws no item of the user\'s history.')
 _SKIP_FULL = flags.DEFINE_list(
     'skip_full_ranking', [],
     'Models (config names) not also scored under full ranking: those that run a network per '
@@ -88,7 +94,7 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
     config.model.user_field = 1
   config.model.update(dict(hidden=hidden, dropout=dropout))
   config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
-  also = () if name in _SKIP_FULL.value else ('full',)
+  also = tuple(p for p in _ALSO.value if not (p == 'full' and name in _SKIP_FULL.value))
   config.eval.update(dict(protocol=_PROTOCOL.value, also_protocols=also, ks=(5, 10, 20),
                           early_stopping_metric=_SELECTION.value, patience=_PATIENCE.value))
   config.seed = seed
@@ -117,13 +123,17 @@ def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) ->
   workdir = os.path.join(ROOT.value, dataset, model.replace(':', '-'),
                          f'lr={lr:g},dropout={dropout:g},hidden={hidden}', f'seed={seed}')
   path = os.path.join(workdir, 'results.json')
+  config = run_config(dataset, model, lr, dropout, hidden, seed)
   if not os.path.exists(path):
     print(f'--- {dataset} {model} lr={lr:g} dropout={dropout:g} hidden={hidden} seed={seed}',
           flush=True)
-    config = run_config(dataset, model, lr, dropout, hidden, seed)
-    train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
+    return train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
   with open(path) as f:
-    return json.load(f)
+    results = json.load(f)
+  if set(config.eval.also_protocols) - set(results['also_protocols']):
+    results = train.rescore(search.resolve_architecture(config, workdir), workdir,
+                            tuple(config.eval.also_protocols))
+  return results
 
 
 def main(argv: list[str]) -> None:
