@@ -110,8 +110,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
   chronological sequence file (no ratings or timestamps), so item id, genre and year;
   Beauty, the item id and its first category. SASRec reads the item id only.
 - **Negatives.** 100 distinct negatives per target, drawn once with probability
-  proportional to whole-dataset counts, excluding only the target, and shared by every
-  model; RecBole draws them with replacement. Ranks count ties pessimistically.
+  proportional to whole-dataset counts, excluding only the target (NOTES.md's reading of
+  the protocol), and shared by every model. RecBole's sampler also skips the items the user
+  has interacted with: that is the `popularity:100:unseen` table, with the same
+  checkpoints. Ranks count ties pessimistically.
 - **SASRec's training.** SASRec is trained on every position of each window (its original
   recipe); RecBole trains it on every prefix, which predicts the same targets.
 - **Tuning budget.** Identical for every model: the grid in the last table, chosen on
