@@ -7,33 +7,22 @@ layer L2 1e-4, Adam lr 1e-3, softmax over the target and 4 negatives, histories 
 
 The code's batch counts the negatives' rows too (a fifth of it are targets); here the batch
 counts targets. Scoring runs the graph network for every (row, item): lower
-`config.model.score_chunk` if evaluation runs out of memory.
+`config.model.score_chunk` if evaluation runs out of memory. The settings shared with SLi-Rec
+and A2SVD come from `configs/sli_rec.shared`.
 """
 
 import ml_collections
 
-from configs import base
+from configs import sli_rec
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = base.get_config()
-  config.model.name = 'surge'
-  config.model.hidden = 40  # E
-  config.model.dropout = 0.3  # On the hidden MLP layers.
-  config.model.layer_sizes = (100, 64)  # The prediction MLP.
+  config = sli_rec.shared('surge', user=False)  # E is also the fusion layer's and AUGRU's.
   config.model.att_fcn_layer_sizes = (80, 40)  # The attention MLPs.
   config.model.relative_threshold = 0.5  # ε
   config.model.pool_length = 30
   config.model.metric_heads = 1
-  config.model.embed_l2 = 1e-4  # On the embedding rows a batch touches.
-  config.model.layer_l2 = 1e-4  # On every other parameter.
-  config.model.init_std = 0.01
   # (row, item) pairs that score_items runs at once (memory ~ score_chunk * L * (L + 320)).
   config.model.score_chunk = 1 << 11
-  config.data.features = ()
-  config.train.targets = 'prefix'  # Not causal: one target per row.
-  config.train.loss = 'sampled_softmax'  # The code's softmax over the target and negatives.
-  config.train.num_negatives = 4
-  config.train.num_epochs = 50
   config.lock()
   return config

@@ -38,7 +38,7 @@ aggregation module merges them, `f(u, i) = max_k e_i^T v_u^(k)`, plus λ times a
 diversity term. Here every item is scored by `max_k e_i^T v_u^(k)` `[B, V]`: the
 aggregation with λ = 0 (the code's default evaluation: the K lists merged by score), as
 `[B, K, V]` logits. `__call__` keeps the model contract: hidden `[B, 1, D]` is the mean
-interest, which no evaluation uses.
+interest, which no evaluation uses. Both readouts are MIND's (`mind.MultiInterest`).
 
 Positions: inputs shorter than `max_len` are left-padded to it, so DR's maps and SA's
 positions are counted from the latest behavior; longer inputs are an error. The code
@@ -70,8 +70,7 @@ from pmix_jax.losses import NEG_INF
 from pmix_jax.models import register
 from pmix_jax.models.layers import Dropout
 from pmix_jax.models.mgnm import ROUTING_INITS, InterestExtractor
-from pmix_jax.models.mind import (ITEM_INIT, left_pad, max_over_interests, prefix_targets,
-                                  readout_loss)
+from pmix_jax.models.mind import ITEM_INIT, MultiInterest, left_pad, prefix_targets, readout_loss
 
 
 
@@ -94,16 +93,9 @@ class SelfAttentiveInterests(nn.Module):
     return jnp.einsum('nkl,nld->nkd', weights, h)
 
 
-class ComiRec(nn.Module):
+class ComiRec(MultiInterest):
   """The shared framework; `ComiRecDR` and `ComiRecSA` are the registered variants."""
-  vocab_sizes: tuple[int, ...]
-  max_len: int
-  hidden: int = 64  # d
-  dropout: float = 0.0
-  num_interests: int = 4  # K
-
   extractor: ClassVar[str] = ''  # 'dr' | 'sa'
-  causal: ClassVar[bool] = False
 
   @property
   def model_name(self) -> str:
@@ -131,15 +123,6 @@ class ComiRec(nn.Module):
                                    (self.vocab_sizes[0], self.hidden)))
     h = Dropout(self.dropout)(table[items] * valid[..., None], deterministic=not train)
     return self.extract(h, valid, train=train), table
-
-  def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
-    """`inputs` `[B, L, F]` -> hidden `[B, 1, D]` (the mean interest), item table `[V, D]`."""
-    interests, table = self.interests(inputs, train=train)
-    return interests.mean(axis=1, keepdims=True), table
-
-  def score_items(self, inputs: jax.Array) -> jax.Array:
-    """`[B, V]` scores `max_k e_i^T v_u^(k)` of every item after `inputs` (evaluation)."""
-    return max_over_interests(*self.interests(inputs, train=False))
 
   def training_loss(self, batch: dict[str, jax.Array], *, loss: str,
                     num_negatives: int) -> jax.Array:

@@ -142,20 +142,38 @@ def readout_loss(interests: jax.Array, table: jax.Array, targets: jax.Array, pow
   return losses.LOSSES[loss](user[:, None], table, targets[:, None], key, num_negatives)
 
 
-@register('mind')
-class MIND(nn.Module):
+class MultiInterest(nn.Module):
+  """What MIND and ComiRec (`comirec.py`) share: their common fields, and the readout of the
+  interests `V_u` `[B, K, D]` that a subclass's `interests` extracts."""
   vocab_sizes: tuple[int, ...]
   max_len: int
   hidden: int = 64  # d
   dropout: float = 0.0
   num_interests: int = 4  # K
+
+  causal: ClassVar[bool] = False
+
+  def interests(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    """`inputs` `[B, L, F]` -> interests `V_u` `[B, K, D]`, item table `[V, D]`."""
+    raise NotImplementedError
+
+  def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    """`inputs` `[B, L, F]` -> hidden `[B, 1, D]` (the mean interest), item table `[V, D]`."""
+    interests, table = self.interests(inputs, train=train)
+    return interests.mean(axis=1, keepdims=True), table
+
+  def score_items(self, inputs: jax.Array) -> jax.Array:
+    """`[B, V]` scores `max_k e_i^T v_u^k` of every item after `inputs` (evaluation mode)."""
+    return max_over_interests(*self.interests(inputs, train=False))
+
+
+@register('mind')
+class MIND(MultiInterest):
   routing_iterations: int = 3  # r
   routing_init: str = 'random'  # 'random' (fresh draws in training) | 'fixed'
   relu_layers: int = 1
   attention_power: float = math.inf  # p; inf: hard attention.
   user_field: int = -1  # Index of the derived `user` field; -1: no user profile.
-
-  causal: ClassVar[bool] = False
 
   def _check_config(self) -> None:
     if self.routing_init not in ROUTING_INITS:
@@ -210,15 +228,6 @@ class MIND(nn.Module):
     for i in range(self.relu_layers):
       x = nn.relu(nn.Dense(dim, name=f'relu_{i}')(x.reshape(batch * k, -1)))
     return x.reshape(batch, k, dim), table
-
-  def __call__(self, inputs: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
-    """`inputs` `[B, L, F]` -> hidden `[B, 1, D]` (the mean interest), item table `[V, D]`."""
-    interests, table = self.interests(inputs, train=train)
-    return interests.mean(axis=1, keepdims=True), table
-
-  def score_items(self, inputs: jax.Array) -> jax.Array:
-    """`[B, V]` scores `max_k e_i^T v_u^k` of every item after `inputs` (evaluation mode)."""
-    return max_over_interests(*self.interests(inputs, train=False))
 
   def training_loss(self, batch: dict[str, jax.Array], *, loss: str,
                     num_negatives: int) -> jax.Array:
