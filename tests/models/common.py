@@ -1,5 +1,6 @@
-"""Helpers shared by the model tests: random inputs, numpy-drawn parameters, jitted applies,
-input perturbations and the end-to-end check against the popularity baseline."""
+"""Helpers shared by the model tests: random inputs, numpy-drawn parameters, jitted applies
+and scorers, input perturbations, checks that several models share, and the end-to-end
+check against the popularity baseline."""
 
 import functools
 from collections.abc import Mapping, Sequence
@@ -7,6 +8,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -30,6 +32,18 @@ def random_inputs(vocab: Sequence[int], *, batch: int, length: int, pads: Sequen
     inputs = inputs.astype(dtype)
   for b, pad in enumerate(pads):
     inputs[b, :pad] = 0
+  return inputs
+
+
+def inputs_with_users(vocab: Sequence[int], *, length: int, pads: Sequence[int],
+                      seed: int = 0) -> np.ndarray:
+  """`random_inputs` (int32) whose field 1 is the derived user field: row b's user is
+  `b % (vocab[1] - 1) + 1` at every real position, as the data derives it (a sequence is one
+  user's), so that user-aware models see one user a row."""
+  inputs = random_inputs(vocab, batch=len(pads), length=length, pads=pads, seed=seed,
+                         dtype=np.int32)
+  users = np.arange(len(pads)) % (vocab[1] - 1) + 1
+  inputs[..., 1] = np.where(inputs[..., 0] > 0, users[:, None], 0)
   return inputs
 
 
@@ -82,6 +96,12 @@ def num_params(variables: Mapping[str, Any]) -> int:
   return sum(leaf.size for leaf in jax.tree_util.tree_leaves(variables['params']))
 
 
+def float64(tree: Any) -> Any:
+  """`tree` with every leaf a float64 numpy array: the numpy references run in float64, so
+  that their own rounding is negligible beside the tests' tolerances."""
+  return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, np.float64), tree)
+
+
 @functools.cache
 def _forward(model: nn.Module, train: bool) -> Callable:
   return jax.jit(lambda variables, inputs, key: model.apply(
@@ -93,6 +113,35 @@ def jitted_apply(model: nn.Module, variables: Any, inputs: np.ndarray, train: bo
   """`model.apply`'s `(hidden, item_table)`, dropout keyed by `key`, jitted once per model
   and mode (faster than op by op)."""
   return _forward(model, train)(variables, inputs, jax.random.key(key))
+
+
+def jitted_hidden(model: nn.Module, variables: Any, inputs: np.ndarray, train: bool = False,
+                  key: int = 0) -> jax.Array:
+  """The hidden state (`jitted_apply`'s first output), which most behaviour tests compare."""
+  return jitted_apply(model, variables, inputs, train=train, key=key)[0]
+
+
+@functools.cache
+def jitted_method(model: nn.Module, method: str) -> Callable:
+  """`(variables, *args) -> model.apply(variables, *args, method=method)`, jitted once per
+  model and method (the scorers run slowly op by op)."""
+  return jax.jit(lambda variables, *args: model.apply(variables, *args, method=method))
+
+
+def score_items(model: nn.Module, variables: Any, inputs: np.ndarray) -> np.ndarray:
+  """`model.score_items(inputs)` `[B, V]` in float64 (the float32 scores exactly), to set
+  beside the numpy references."""
+  return np.asarray(jitted_method(model, 'score_items')(variables, inputs), np.float64)
+
+
+@functools.cache
+def jitted_interests(model: nn.Module, train: bool = False) -> Callable:
+  """`(variables, inputs, key) -> (model.interests(inputs), sown intermediates)` of a
+  multi-interest model, jitted once per model and mode; `key` is the dropout stream (which
+  also draws random routing logits in training)."""
+  return jax.jit(lambda variables, inputs, key: model.apply(
+      variables, inputs, train=train, method='interests', mutable=['intermediates'],
+      rngs={'dropout': key}))
 
 
 def assert_short_input_is_left_padded(model: nn.Module, make_inputs: Callable[..., np.ndarray],
@@ -111,15 +160,63 @@ def assert_short_input_is_left_padded(model: nn.Module, make_inputs: Callable[..
     state(model, variables, make_inputs(length=max_len + 1, pads=(0, 0, 0)))
 
 
-def assert_dropout_is_keyed(model: nn.Module, variables: Any,
-                            inputs: np.ndarray) -> jax.Array:
-  """Asserts that the training-mode hidden state is the same under one dropout key and
-  differs under another; returns the state under key 0."""
-  run = jax.jit(lambda key: model.apply(variables, inputs, train=True,
-                                        rngs={'dropout': key})[0])
-  np.testing.assert_array_equal(run(jax.random.key(0)), run(jax.random.key(0)))
-  assert not np.allclose(run(jax.random.key(0)), run(jax.random.key(1)))
-  return run(jax.random.key(0))
+def assert_dropout_is_keyed(model: nn.Module, variables: Any, inputs: np.ndarray,
+                            keys: tuple[int, int] = (0, 1)) -> jax.Array:
+  """Asserts that the training-mode hidden state is the same twice under dropout key
+  `keys[0]` and differs under `keys[1]`; returns the state under `keys[0]`."""
+  # Parameters as jit arguments (numpy ones cannot be indexed by traced ids), compiled once.
+  run = lambda key: jitted_hidden(model, variables, inputs, train=True, key=key)
+  np.testing.assert_array_equal(run(keys[0]), run(keys[0]))
+  assert not np.allclose(run(keys[0]), run(keys[1]))
+  return run(keys[0])
+
+
+def assert_oldest_and_latest_behaviors_matter(model: nn.Module, variables: Any,
+                                              inputs: np.ndarray, pads: Sequence[int],
+                                              num_ids: int, field: int = 0,
+                                              atol: float = 1e-3) -> None:
+  """Asserts that another id in `field` (ids in `[1, num_ids)`) at row b's oldest real
+  behavior (after `pads[b]` pads) or at its latest changes row b of the hidden state by
+  more than `atol`: what mixes every position must reach both ends."""
+  base = jitted_hidden(model, variables, inputs)
+  for b, pad in enumerate(pads):
+    for position in (pad, inputs.shape[1] - 1):
+      changed = inputs.copy()
+      changed[b, position, field] = other_item(changed[b, position, field], num_ids)
+      assert not np.allclose(jitted_hidden(model, variables, changed)[b], base[b],
+                             atol=atol), (b, position)
+
+
+def assert_leading_padding_is_inert(apply: Callable[[np.ndarray], Any], inputs: np.ndarray,
+                                    pads: Sequence[int], atol: float) -> None:
+  """Asserts that the states `apply(inputs)[0]` `[B, L, D]` at real positions do not depend
+  on how much padding precedes them: without the first 3 positions, a row padded at least
+  that long keeps its real states (to `atol`, not all zero) and outputs zero at padding,
+  while an unpadded row's states change (its first behaviors are gone)."""
+  full, _ = apply(inputs)
+  trimmed, _ = apply(inputs[:, 3:])
+  for b, pad in enumerate(pads):
+    if pad >= 3:
+      np.testing.assert_allclose(full[b, pad:], trimmed[b, pad - 3:], atol=atol)
+      assert not np.abs(full[b, pad:]).max() == 0
+      np.testing.assert_array_equal(full[b, :pad], 0.0)
+    elif pad == 0:
+      assert not np.allclose(full[b, 3:], trimmed[b], atol=1e-5)
+
+
+def assert_padding_embeddings_reach_no_score(model: nn.Module, variables: Any,
+                                             inputs: np.ndarray, users: bool = False) -> None:
+  """Asserts that every real item's `score_items` stays the same when the padding item's
+  embedding (and, with `users`, the padding user's) is set far off: masks must keep
+  padding out of the user state, where any leak would move the scores."""
+  params = dict(variables['params'])
+  params['item_embed'] = np.asarray(params['item_embed']).copy()
+  params['item_embed'][0] = 50.0
+  if users:
+    params['user_embed'] = np.asarray(params['user_embed']).copy()
+    params['user_embed'][0] = -50.0
+  np.testing.assert_array_equal(score_items(model, {'params': params}, inputs)[:, 1:],
+                                score_items(model, variables, inputs)[:, 1:])
 
 
 def other_item(items: Any, num_items: int) -> Any:
@@ -144,6 +241,19 @@ def perturb_future(inputs: np.ndarray, t: int, seed: int,
     new = rng.integers(1, v, future.shape)
     out[:, t + 1:, f] = np.where(new == future, other_item(new, v), new)  # A different id.
   return out
+
+
+def assert_negatives_are_uniform(model: nn.Module, variables: Any, num_items: int) -> None:
+  """Asserts that `model.negatives` draws (200 for each of 50 rows of target 7) avoid the
+  padding id and the target and hit every other item about equally often (within 5
+  standard deviations): the sampled losses assume uniform negatives."""
+  draw = np.asarray(model.apply(variables, jnp.full((50,), 7, jnp.int32), 200,
+                                method='negatives', rngs={'negatives': jax.random.key(0)}))
+  counts = np.bincount(draw.ravel(), minlength=num_items)
+  assert counts[0] == 0 and counts[7] == 0 and (counts[1:7] > 0).all() and (
+      counts[8:] > 0).all()
+  expected = draw.size / (num_items - 2)
+  assert np.abs(counts[counts > 0] - expected).max() < 5 * np.sqrt(expected)
 
 
 def assert_beats_popularity(results: Mapping[str, Any]) -> None:

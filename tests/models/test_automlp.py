@@ -12,7 +12,7 @@ from pmix_jax.models.automlp import ARCH_PARAM, AutoMLP
 from tests.conftest import tiny_config
 from tests.models.common import (
     QUIET, assert_beats_popularity, assert_dropout_is_keyed, assert_short_input_is_left_padded,
-    change_item, jitted_apply, numpy_normal_init, random_inputs)
+    change_item, jitted_apply, jitted_hidden, numpy_normal_init, random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -31,10 +31,6 @@ def make_model(**overrides):
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
   return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
-
-
-def hidden(model, variables, inputs, **kwargs):
-  return jitted_apply(model, variables, inputs, **kwargs)[0]
 
 
 def test_registry_contract_and_parameters():
@@ -74,11 +70,11 @@ def test_short_term_module_reads_only_the_last_k_behaviors():
   kernel[HIDDEN:] = 0.0  # [x^s ; x^l] @ kernel: rows D.. read the long-term state.
   variables = {'params': {**variables['params'],
                           'output': {**variables['params']['output'], 'kernel': kernel}}}
-  base = hidden(model, variables, inputs)
+  base = jitted_hidden(model, variables, inputs)
   np.testing.assert_array_equal(
-      base, hidden(model, variables, change_item(inputs, 0, MAX_LEN - 5, VOCAB[0])))
-  assert not np.allclose(base[0], hidden(model, variables,
-                                         change_item(inputs, 0, MAX_LEN - 4, VOCAB[0]))[0])
+      base, jitted_hidden(model, variables, change_item(inputs, 0, MAX_LEN - 5, VOCAB[0])))
+  assert not np.allclose(
+      base[0], jitted_hidden(model, variables, change_item(inputs, 0, MAX_LEN - 4, VOCAB[0]))[0])
 
 
 def test_relaxation_mixes_candidates_by_softmax_alpha():
@@ -91,11 +87,11 @@ def test_relaxation_mixes_candidates_by_softmax_alpha():
   for index, k in enumerate((2, 5)):
     alpha = np.full(2, -1e4, np.float32)
     alpha[index] = 0.0
-    relaxed = hidden(model, {'params': {**params, ARCH_PARAM: alpha}}, inputs)
+    relaxed = jitted_hidden(model, {'params': {**params, ARCH_PARAM: alpha}}, inputs)
     only = {name: value for name, value in params.items()
             if name != ARCH_PARAM and name not in (f'short_term_{j}' for j in (2, 5) if j != k)}
     np.testing.assert_allclose(
-        relaxed, hidden(make_model(short_lengths=(k,)), {'params': only}, inputs),
+        relaxed, jitted_hidden(make_model(short_lengths=(k,)), {'params': only}, inputs),
         rtol=1e-5, atol=1e-6)
 
 
@@ -105,13 +101,13 @@ def test_side_fields_reach_the_state_through_the_fusion_layer():
   variables = numpy_normal_init(model, inputs)
   changed = inputs.copy()
   changed[0, -1, 1] = changed[0, -1, 1] % (VOCAB[1] - 1) + 1
-  assert not np.allclose(hidden(model, variables, inputs)[0],
-                         hidden(model, variables, changed)[0])
+  assert not np.allclose(jitted_hidden(model, variables, inputs)[0],
+                         jitted_hidden(model, variables, changed)[0])
 
 
 def test_padding_and_dropout():
   model = make_model()
-  assert_short_input_is_left_padded(model, make_inputs, hidden, MAX_LEN)
+  assert_short_input_is_left_padded(model, make_inputs, jitted_hidden, MAX_LEN)
   inputs = make_inputs()
   assert_dropout_is_keyed(model, numpy_normal_init(model, inputs), inputs)
 

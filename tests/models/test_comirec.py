@@ -16,8 +16,9 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.comirec import ComiRec, ComiRecDR, ComiRecSA
 from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_short_input_is_left_padded, numpy_normal_init,
-                                 random_inputs)
+                                 assert_padding_embeddings_reach_no_score,
+                                 assert_short_input_is_left_padded, float64, jitted_interests,
+                                 numpy_normal_init, random_inputs, score_items)
 from tests.models.test_mind import np_routing, np_softmax, np_softmax_loss
 
 VOCAB = (31, 6)  # 30 items and a side field the models ignore.
@@ -46,24 +47,10 @@ def variables(name, **overrides):
   return numpy_normal_init(make_model(name, **overrides), make_inputs())
 
 
-@functools.cache
-def jitted(model, method):
-  if method == 'interests':
-    return jax.jit(lambda v, inputs: model.apply(v, inputs, train=False, method='interests'))
-  return jax.jit(lambda v, inputs: model.apply(v, inputs, method='score_items'))
-
-
 def interests(model, v, inputs):
-  q, table = jitted(model, 'interests')(v, inputs)
+  """`(interests [B, K, D], table [V, D])` in evaluation, in float64."""
+  (q, table), _ = jitted_interests(model)(v, inputs, jax.random.key(0))
   return np.asarray(q, np.float64), np.asarray(table, np.float64)
-
-
-def scores(model, v, inputs):
-  return np.asarray(jitted(model, 'score_items')(v, inputs))
-
-
-def float64(params):
-  return jax.tree_util.tree_map(lambda w: np.asarray(w, np.float64), params)
 
 
 def test_registry_and_configs():
@@ -119,7 +106,7 @@ def test_contract_shapes_and_parameters(name, overrides, expected):
   assert q.shape == (len(PADS), INTERESTS, HIDDEN)
   np.testing.assert_allclose(hidden[:, 0], q.mean(axis=1), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(table, p['item_embed'])
-  assert scores(model, v, inputs).shape == (len(PADS), VOCAB[0])
+  assert score_items(model, v, inputs).shape == (len(PADS), VOCAB[0])
 
 
 def test_dynamic_routing_interests_match_numpy():
@@ -167,7 +154,7 @@ def test_score_items_is_the_max_over_interests(name):
   model, v, inputs = make_model(name), variables(name), make_inputs()
   q, table = interests(model, v, inputs)
   per_interest = np.einsum('bkd,vd->bkv', q, table)
-  np.testing.assert_allclose(scores(model, v, inputs), per_interest.max(axis=1), rtol=1e-4,
+  np.testing.assert_allclose(score_items(model, v, inputs), per_interest.max(axis=1), rtol=1e-4,
                              atol=1e-5)
   assert len(np.unique(per_interest.argmax(axis=1))) > 1
 
@@ -202,14 +189,8 @@ def test_padding_changes_nothing(name):
   """A short window equals it left-padded to max_len (longer is an error), and the padding
   item's embedding never reaches a real item's score."""
   model = make_model(name)
-  assert_short_input_is_left_padded(model, make_inputs, scores, MAX_LEN)
-  inputs = make_inputs()
-  v = variables(name)
-  p = dict(v['params'])
-  p['item_embed'] = np.asarray(p['item_embed']).copy()
-  p['item_embed'][0] = 50.0
-  np.testing.assert_array_equal(scores(model, {'params': p}, inputs)[:, 1:],
-                                scores(model, v, inputs)[:, 1:])
+  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
+  assert_padding_embeddings_reach_no_score(model, variables(name), make_inputs())
 
 
 @pytest.mark.parametrize('name, overrides, message', [

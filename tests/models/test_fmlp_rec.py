@@ -14,7 +14,8 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.fmlp_rec import FilterBlock, FMLPRec, GlobalFilter
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_short_input_is_left_padded, jitted_apply,
+    QUIET, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, jitted_hidden,
     numpy_normal_init, random_inputs)
 
 VOCAB = (51, 6, 8)
@@ -38,11 +39,6 @@ def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
 # Parameters N(0, 0.5): unit-scale filters make the blocks mix positions strongly (at their
 # N(0, 0.02) init they barely do).
 init = numpy_normal_init
-
-
-def apply(model, variables, inputs, train=False, key=0):
-  """The model's hidden state, jitted once per model (faster than op by op)."""
-  return jitted_apply(model, variables, inputs, train=train, key=key)[0]
 
 
 def test_registry_and_contract():
@@ -144,8 +140,9 @@ def test_padding_contributes_nothing():
   model = make_model()
   inputs = make_inputs()
   variables = init(model, inputs)
-  base = apply(model, variables, inputs)
-  changed = apply(model, {'params': perturbed_padding_params(variables['params'], 3)}, inputs)
+  base = jitted_hidden(model, variables, inputs)
+  changed = jitted_hidden(model, {'params': perturbed_padding_params(variables['params'], 3)},
+                          inputs)
   np.testing.assert_array_equal(changed[1:], base[1:])  # Rows padded by 3 and 7.
   assert not np.allclose(changed[0], base[0], atol=1e-3)  # Row 0: its positions count.
 
@@ -181,14 +178,15 @@ def test_reference_padding_leaks_into_the_state():
   model = make_model(mask_padding=False)
   inputs = make_inputs()
   variables = init(model, inputs)
-  changed = apply(model, {'params': perturbed_padding_params(variables['params'], 3)}, inputs)
+  changed = jitted_hidden(model, {'params': perturbed_padding_params(variables['params'], 3)},
+                          inputs)
   for b in (1, 2):
-    assert not np.allclose(changed[b], apply(model, variables, inputs)[b], atol=1e-3)
+    assert not np.allclose(changed[b], jitted_hidden(model, variables, inputs)[b], atol=1e-3)
 
 
 def test_shorter_input_is_left_padded_to_max_len():
   """A window shorter than max_len gives the same state as the same window left-padded."""
-  assert_short_input_is_left_padded(make_model(), make_inputs, apply, MAX_LEN)
+  assert_short_input_is_left_padded(make_model(), make_inputs, jitted_hidden, MAX_LEN)
 
 
 # ------------------------------------------------------------------------ behaviour
@@ -198,13 +196,7 @@ def test_state_sees_the_whole_sequence():
   """The last state depends on the latest and on the oldest behavior (a global filter)."""
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  base = apply(model, variables, inputs)
-  for b, pad in enumerate(PADS):
-    for position in (pad, MAX_LEN - 1):
-      changed = inputs.copy()
-      changed[b, position, 0] = changed[b, position, 0] % (VOCAB[0] - 1) + 1
-      assert not np.allclose(apply(model, variables, changed)[b], base[b], atol=1e-3)
+  assert_oldest_and_latest_behaviors_matter(model, init(model, inputs), inputs, PADS, VOCAB[0])
 
 
 def test_uses_the_item_field_only():
@@ -214,17 +206,15 @@ def test_uses_the_item_field_only():
   variables = init(model, inputs)
   changed = inputs.copy()
   changed[..., 1:] = np.where(changed[..., 1:] > 0, 1, 0)
-  np.testing.assert_array_equal(apply(model, variables, changed), apply(model, variables, inputs))
+  np.testing.assert_array_equal(jitted_hidden(model, variables, changed),
+                                jitted_hidden(model, variables, inputs))
 
 
 def test_dropout_is_keyed():
   """Evaluation is deterministic; training differs with the dropout key, not without."""
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  run = lambda k: apply(model, variables, inputs, train=True, key=k)
-  np.testing.assert_array_equal(run(3), run(3))
-  assert not np.allclose(run(3), run(4))
+  assert_dropout_is_keyed(model, init(model, inputs), inputs, keys=(3, 4))
 
 
 @pytest.mark.parametrize('overrides', [

@@ -14,9 +14,10 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.mgnm import MGNM, SequenceBiLSTM, dynamic_routing, squash
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_short_input_is_left_padded, numpy_normal_init,
-                                 random_inputs)
+from tests.models.common import (QUIET, assert_beats_popularity, assert_negatives_are_uniform,
+                                 assert_padding_embeddings_reach_no_score,
+                                 assert_short_input_is_left_padded, inputs_with_users,
+                                 jitted_interests, numpy_normal_init, score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -36,12 +37,7 @@ def make_model(vocab=VOCAB, **overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  """Random items; row b's user is b % 5 + 1 at every real position, as the data derives."""
-  inputs = random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed,
-                         dtype=np.int32)
-  users = np.arange(len(pads)) % (VOCAB[1] - 1) + 1
-  inputs[..., 1] = np.where(inputs[..., 0] > 0, users[:, None], 0)
-  return inputs
+  return inputs_with_users(VOCAB, length=length, pads=pads, seed=seed)
 
 
 @functools.cache
@@ -67,26 +63,12 @@ def init_shapes(model, inputs=None):
                                            train=False))
 
 
-@functools.cache
-def jitted(model, method, train_mode=False):
-  """A jitted apply of `method`: 'interests' returns `((q, A, table), intermediates)`."""
-  if method == 'interests':
-    return jax.jit(lambda v, inputs, key: model.apply(
-        v, inputs, train=train_mode, method='interests', mutable=['intermediates'],
-        rngs={'dropout': key}))
-  return jax.jit(lambda v, inputs: model.apply(v, inputs, method='score_items'))
-
-
 def interests(model, inputs=None, train_mode=False, key=0):
   inputs = make_inputs() if inputs is None else inputs
-  (q, a, table), state = jitted(model, 'interests', train_mode)(
+  (q, a, table), state = jitted_interests(model, train_mode)(
       params_for(model), inputs, jax.random.key(key))
   sown = {name: value[0] for name, value in state['intermediates'].items()}
   return np.asarray(q, np.float64), sown, np.asarray(table, np.float64)
-
-
-def scores(model, variables_, inputs):
-  return np.asarray(jitted(model, 'score_items')(variables_, inputs))
 
 
 # Numpy references, in float64.
@@ -183,7 +165,7 @@ def test_contract_shapes_and_parameters():
   assert q.shape == (len(PADS), LEVELS, INTERESTS, HIDDEN)
   np.testing.assert_allclose(hidden[:, 0], q.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(table, p['item_embed'])
-  s = scores(model, v, inputs)
+  s = score_items(model, v, inputs)
   assert s.shape == (len(PADS), VOCAB[0]) and np.isfinite(s).all()
 
 
@@ -275,7 +257,7 @@ def test_score_items_is_target_aware_attention_pooled_over_levels(pooling):
   q, _, table = interests(model, inputs)
   per_level = np_level_scores(q, np.broadcast_to(table, (len(PADS),) + table.shape))
   expected = per_level.max(axis=1) if pooling == 'max' else per_level.sum(axis=1)
-  np.testing.assert_allclose(scores(model, variables(), inputs), expected, rtol=1e-4,
+  np.testing.assert_allclose(score_items(model, variables(), inputs), expected, rtol=1e-4,
                              atol=1e-5)
 
 
@@ -317,14 +299,7 @@ def test_training_loss_matches_numpy():
 
 
 def test_negatives_are_uniform_over_other_items():
-  model = make_model()
-  draw = np.asarray(model.apply({}, jnp.full((50,), 7, jnp.int32), 200, method='negatives',
-                                rngs={'negatives': jax.random.key(0)}))
-  counts = np.bincount(draw.ravel(), minlength=VOCAB[0])
-  assert counts[0] == 0 and counts[7] == 0 and (counts[1:7] > 0).all() and (
-      counts[8:] > 0).all()
-  expected = draw.size / (VOCAB[0] - 2)
-  assert np.abs(counts[counts > 0] - expected).max() < 5 * np.sqrt(expected)
+  assert_negatives_are_uniform(make_model(), {}, VOCAB[0])
 
 
 def lstm_params(module, x, valid, seed=0):
@@ -409,16 +384,8 @@ def test_padding_changes_nothing():
   """A short window equals it left-padded to max_len (longer is an error), and the padding
   item's and padding user's embeddings never reach a real item's score."""
   model = make_model()
-  assert_short_input_is_left_padded(model, make_inputs, scores, MAX_LEN)
-  inputs = make_inputs()
-  v = variables()
-  p = dict(v['params'])
-  p['item_embed'] = np.asarray(p['item_embed']).copy()
-  p['item_embed'][0] = 50.0
-  p['user_embed'] = np.asarray(p['user_embed']).copy()
-  p['user_embed'][0] = -50.0
-  np.testing.assert_array_equal(scores(model, {'params': p}, inputs)[:, 1:],
-                                scores(model, v, inputs)[:, 1:])
+  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
+  assert_padding_embeddings_reach_no_score(model, variables(), make_inputs(), users=True)
 
 
 VARIANTS = [

@@ -17,8 +17,9 @@ from pmix_jax.models import mind
 from pmix_jax.models.mind import MIND, label_aware_attention
 from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_short_input_is_left_padded, numpy_normal_init,
-                                 random_inputs)
+                                 assert_padding_embeddings_reach_no_score,
+                                 assert_short_input_is_left_padded, float64, inputs_with_users,
+                                 jitted_interests, numpy_normal_init, score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -35,12 +36,7 @@ def make_model(vocab=VOCAB, **overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  """Random items; row b's user is b % 5 + 1 at every real position, as the data derives."""
-  inputs = random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed,
-                         dtype=np.int32)
-  users = np.arange(len(pads)) % (VOCAB[1] - 1) + 1
-  inputs[..., 1] = np.where(inputs[..., 0] > 0, users[:, None], 0)
-  return inputs
+  return inputs_with_users(VOCAB, length=length, pads=pads, seed=seed)
 
 
 @functools.cache
@@ -48,25 +44,12 @@ def variables(**overrides):
   return numpy_normal_init(make_model(**overrides), make_inputs())
 
 
-@functools.cache
-def jitted(model, method, train_mode=False):
-  if method == 'interests':
-    return jax.jit(lambda v, inputs, key: model.apply(
-        v, inputs, train=train_mode, method='interests', mutable=['intermediates'],
-        rngs={'dropout': key}))
-  return jax.jit(lambda v, inputs: model.apply(v, inputs, method='score_items'))
-
-
 def interests(model, v, inputs, train_mode=False, key=0):
   """`(interests [B, K, D], capsules [B, K, D], table [V, D])` in float64."""
-  (q, table), state = jitted(model, 'interests', train_mode)(v, inputs, jax.random.key(key))
+  (q, table), state = jitted_interests(model, train_mode)(v, inputs, jax.random.key(key))
   capsules = state['intermediates']['capsules'][0]
   return (np.asarray(q, np.float64), np.asarray(capsules, np.float64),
           np.asarray(table, np.float64))
-
-
-def scores(model, v, inputs):
-  return np.asarray(jitted(model, 'score_items')(v, inputs))
 
 
 # Numpy references, in float64.
@@ -151,7 +134,7 @@ def test_contract_shapes_and_parameters():
   assert q.shape == (len(PADS), INTERESTS, HIDDEN) and hidden.shape == (len(PADS), 1, HIDDEN)
   np.testing.assert_allclose(hidden[:, 0], q.mean(axis=1), rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(table, p['item_embed'])
-  assert scores(model, v, inputs).shape == (len(PADS), VOCAB[0])
+  assert score_items(model, v, inputs).shape == (len(PADS), VOCAB[0])
 
 
 @pytest.mark.parametrize('relu_layers', [1, 0])
@@ -161,7 +144,7 @@ def test_interests_match_numpy(relu_layers):
   K interests differ (the random logits break the symmetry of the shared S)."""
   model = make_model(relu_layers=relu_layers)
   v = variables(relu_layers=relu_layers)
-  p = jax.tree_util.tree_map(lambda w: np.asarray(w, np.float64), v['params'])
+  p = float64(v['params'])
   inputs = make_inputs()
   q, capsules, table = interests(model, v, inputs)
   valid = inputs[..., 0] > 0
@@ -215,7 +198,7 @@ def test_score_items_is_the_max_over_interests():
   model, v, inputs = make_model(), variables(), make_inputs()
   q, _, table = interests(model, v, inputs)
   per_interest = np.einsum('bkd,vd->bkv', q, table)
-  np.testing.assert_allclose(scores(model, v, inputs), per_interest.max(axis=1), rtol=1e-4,
+  np.testing.assert_allclose(score_items(model, v, inputs), per_interest.max(axis=1), rtol=1e-4,
                              atol=1e-5)
   # Different interests win for different items: not one interest's scores.
   assert len(np.unique(per_interest.argmax(axis=1))) > 1
@@ -269,14 +252,8 @@ def test_padding_changes_nothing():
   """A short window equals it left-padded to max_len (longer is an error), and the padding
   item's embedding never reaches a real item's score."""
   model = make_model()
-  assert_short_input_is_left_padded(model, make_inputs, scores, MAX_LEN)
-  inputs = make_inputs()
-  v = variables()
-  p = dict(v['params'])
-  p['item_embed'] = np.asarray(p['item_embed']).copy()
-  p['item_embed'][0] = 50.0
-  np.testing.assert_array_equal(scores(model, {'params': p}, inputs)[:, 1:],
-                                scores(model, v, inputs)[:, 1:])
+  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
+  assert_padding_embeddings_reach_no_score(model, variables(), make_inputs())
 
 
 def test_user_profile_is_concatenated_before_the_relu_layers():

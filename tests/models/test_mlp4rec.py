@@ -12,8 +12,9 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.mlp4rec import AxisMixer, MLP4Rec
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_short_input_is_left_padded, jitted_apply, num_params,
-    numpy_normal_init, random_inputs)
+    QUIET, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, float64,
+    jitted_apply, jitted_hidden, num_params, numpy_normal_init, random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -37,11 +38,6 @@ def make_inputs(seed=0, length=MAX_LEN, pads=PADS, vocab=VOCAB):
 
 
 init = numpy_normal_init
-apply = jitted_apply  # `(hidden, item_table)`, jitted once per model.
-
-
-def hidden(model, variables, inputs, **kwargs):
-  return apply(model, variables, inputs, **kwargs)[0]
 
 
 @pytest.mark.parametrize('readout', ['item', 'concat'])
@@ -51,7 +47,7 @@ def test_registry_and_contract(readout):
   model = make_model(readout=readout)
   inputs = make_inputs()
   variables = init(model, inputs)
-  state, table = apply(model, variables, inputs)
+  state, table = jitted_apply(model, variables, inputs)
   assert state.shape == (BATCH, 1, HIDDEN) and np.isfinite(state).all()
   np.testing.assert_array_equal(table, variables['params']['embeddings'][:VOCAB[0]])
   assert ('readout' in variables['params']) == (readout == 'concat')
@@ -94,8 +90,7 @@ def test_axis_mixer_matches_numpy(axis):
   n = x.shape[AXIS_OF[axis]]
   assert params['w1'].shape == ((n, 4 * n) if axis == 'channel' else (4 * n, n))
   y = jax.jit(lambda p, x: mixer.apply({'params': p}, x, call=0, train=False))(params, x)
-  numpy_params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
-  np.testing.assert_allclose(y, numpy_axis_mixer(x.astype(np.float64), numpy_params, axis),
+  np.testing.assert_allclose(y, numpy_axis_mixer(x.astype(np.float64), float64(params), axis),
                              rtol=1e-4, atol=1e-4)
 
 
@@ -129,20 +124,14 @@ def test_dropout_masks_differ_per_layer_and_field():
 # ------------------------------------------------------------------------ the model
 
 
-def test_side_fields_reach_the_state():
+@pytest.mark.parametrize('readout', ['item', 'concat'])
+def test_side_fields_reach_the_state(readout):
   """With either read-out, a side field at the last and at the oldest behavior changes the
   user state: the feature mixer fuses it into the item field."""
-  for readout in ('item', 'concat'):
-    model = make_model(readout=readout)
-    inputs = make_inputs()
-    variables = init(model, inputs)
-    base = hidden(model, variables, inputs)
-    for b, pad in enumerate(PADS):
-      for position in (pad, MAX_LEN - 1):
-        changed = inputs.copy()
-        changed[b, position, 2] = changed[b, position, 2] % (VOCAB[2] - 1) + 1
-        assert not np.allclose(hidden(model, variables, changed)[b], base[b], atol=1e-4), (
-            readout, b, position)
+  model = make_model(readout=readout)
+  inputs = make_inputs()
+  assert_oldest_and_latest_behaviors_matter(model, init(model, inputs), inputs, PADS, VOCAB[2],
+                                            field=2, atol=1e-4)
 
 
 def test_weights_shared_across_layers():
@@ -162,7 +151,8 @@ def test_weights_shared_across_layers():
                                                                'sequence'))
   # The same weights applied twice are a deeper model than applied once.
   one, two = make_model(num_layers=1), make_model(num_layers=2)
-  assert not np.allclose(hidden(one, shared[4], inputs), hidden(two, shared[4], inputs))
+  assert not np.allclose(jitted_hidden(one, shared[4], inputs),
+                         jitted_hidden(two, shared[4], inputs))
 
 
 def test_sequence_and_channel_weights_shared_across_fields():
@@ -181,30 +171,27 @@ def test_padding_embeds_to_zero():
   model = make_model()
   inputs = make_inputs()
   variables = init(model, inputs)
-  base = hidden(model, variables, inputs)
+  base = jitted_hidden(model, variables, inputs)
   params = variables['params']
   table = np.asarray(params['embeddings']).copy()
   rng = np.random.default_rng(1)
   for offset in np.cumsum((0,) + VOCAB[:-1]):  # Each field's id 0.
     table[offset] = rng.normal(size=HIDDEN)
-  np.testing.assert_array_equal(hidden(model, {'params': {**params, 'embeddings': table}},
-                                       inputs), base)
+  np.testing.assert_array_equal(
+      jitted_hidden(model, {'params': {**params, 'embeddings': table}}, inputs), base)
   table[VOCAB[0] + inputs[0, -1, 1]] += rng.normal(size=HIDDEN)  # A used row does matter.
-  assert not np.allclose(hidden(model, {'params': {**params, 'embeddings': table}}, inputs),
-                         base)
+  assert not np.allclose(
+      jitted_hidden(model, {'params': {**params, 'embeddings': table}}, inputs), base)
 
 
 def test_shorter_input_is_left_padded_to_max_len():
-  assert_short_input_is_left_padded(make_model(), make_inputs, hidden, MAX_LEN)
+  assert_short_input_is_left_padded(make_model(), make_inputs, jitted_hidden, MAX_LEN)
 
 
 def test_dropout_is_keyed():
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  run = lambda k: hidden(model, variables, inputs, train=True, key=k)
-  np.testing.assert_array_equal(run(3), run(3))
-  assert not np.allclose(run(3), run(4))
+  assert_dropout_is_keyed(model, init(model, inputs), inputs, keys=(3, 4))
 
 
 # ------------------------------------------------------------------------ config, training

@@ -1,6 +1,5 @@
 """Tests of the sequence MLP-Mixer: Tolstikhin et al.'s maths, padding and training."""
 
-import jax
 import numpy as np
 import pytest
 
@@ -11,8 +10,9 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.mlp_mixer import MLPMixer
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_short_input_is_left_padded, jitted_apply,
-    numpy_normal_init, random_inputs)
+    QUIET, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, float64,
+    jitted_apply, jitted_hidden, numpy_normal_init, random_inputs)
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -33,11 +33,6 @@ def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
 
 
 init = numpy_normal_init
-apply = jitted_apply  # `(hidden, item_table)`, jitted once per model.
-
-
-def hidden(model, variables, inputs, **kwargs):
-  return apply(model, variables, inputs, **kwargs)[0]
 
 
 def test_registry_contract_and_shapes():
@@ -47,7 +42,7 @@ def test_registry_contract_and_shapes():
   model = make_model()
   inputs = make_inputs()
   variables = init(model, inputs)
-  state, table = apply(model, variables, inputs)
+  state, table = jitted_apply(model, variables, inputs)
   params = variables['params']
   assert state.shape == (BATCH, 1, HIDDEN) and np.isfinite(state).all()
   np.testing.assert_array_equal(table, params['item_embed'])
@@ -91,8 +86,8 @@ def test_matches_numpy_mixer():
   model = make_model()
   inputs = make_inputs()
   variables = init(model, inputs)
-  params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), variables['params'])
-  np.testing.assert_allclose(hidden(model, variables, inputs),
+  params = float64(variables['params'])
+  np.testing.assert_allclose(jitted_hidden(model, variables, inputs),
                              numpy_mixer(inputs[..., 0], params), rtol=1e-4, atol=1e-4)
 
 
@@ -100,13 +95,7 @@ def test_state_sees_the_oldest_behavior():
   """Token mixing carries every behavior, the oldest included, into the last state."""
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  base = hidden(model, variables, inputs)
-  for b, pad in enumerate(PADS):
-    for position in (pad, MAX_LEN - 1):
-      changed = inputs.copy()
-      changed[b, position, 0] = changed[b, position, 0] % (VOCAB[0] - 1) + 1
-      assert not np.allclose(hidden(model, variables, changed)[b], base[b], atol=1e-3)
+  assert_oldest_and_latest_behaviors_matter(model, init(model, inputs), inputs, PADS, VOCAB[0])
 
 
 # ------------------------------------------------------------------------ padding
@@ -117,24 +106,24 @@ def test_padding_embeds_to_zero_and_side_fields_are_ignored():
   model = make_model()
   inputs = make_inputs()
   variables = init(model, inputs)
-  base = hidden(model, variables, inputs)
+  base = jitted_hidden(model, variables, inputs)
   params = variables['params']
   table = np.asarray(params['item_embed']).copy()
   table[0] = np.random.default_rng(1).normal(size=HIDDEN)
-  changed = hidden(model, {'params': {**params, 'item_embed': table}}, inputs)
+  changed = jitted_hidden(model, {'params': {**params, 'item_embed': table}}, inputs)
   np.testing.assert_array_equal(changed, base)
   # The check can fail: a row that is used does matter (changed at random: a constant shift
   # of an embedding would vanish in the LayerNorms).
   table[inputs[0, -1, 0]] += np.random.default_rng(2).normal(size=HIDDEN)
-  assert not np.allclose(hidden(model, {'params': {**params, 'item_embed': table}}, inputs),
-                         base)
+  assert not np.allclose(
+      jitted_hidden(model, {'params': {**params, 'item_embed': table}}, inputs), base)
   side = inputs.copy()
   side[..., 1:] = np.where(side[..., 1:] > 0, 1, 0)
-  np.testing.assert_array_equal(hidden(model, variables, side), base)
+  np.testing.assert_array_equal(jitted_hidden(model, variables, side), base)
 
 
 def test_shorter_input_is_left_padded_to_max_len():
-  assert_short_input_is_left_padded(make_model(), make_inputs, hidden, MAX_LEN)
+  assert_short_input_is_left_padded(make_model(), make_inputs, jitted_hidden, MAX_LEN)
 
 
 # ------------------------------------------------------------------------ config, training
@@ -143,10 +132,7 @@ def test_shorter_input_is_left_padded_to_max_len():
 def test_dropout_is_keyed():
   model = make_model(dropout=0.5)
   inputs = make_inputs()
-  variables = init(model, inputs)
-  run = lambda k: hidden(model, variables, inputs, train=True, key=k)
-  np.testing.assert_array_equal(run(3), run(3))
-  assert not np.allclose(run(3), run(4))
+  assert_dropout_is_keyed(model, init(model, inputs), inputs, keys=(3, 4))
 
 
 @pytest.mark.parametrize('overrides', [

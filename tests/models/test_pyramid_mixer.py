@@ -11,7 +11,7 @@ import configs.pyramid
 from pmix_jax import models
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.pyramid_mixer import MixerLayer, PeriodScaling, PyramidMixer
-from tests.models.common import flax_init, num_params, random_inputs
+from tests.models.common import assert_dropout_is_keyed, flax_init, num_params, random_inputs
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -180,10 +180,7 @@ def test_deterministic_and_dropout_keys():
   a, _ = model.apply(variables, inputs, train=False)
   b, _ = model.apply(variables, inputs, train=False)
   np.testing.assert_array_equal(a, b)
-  run = lambda k: model.apply(variables, inputs, train=True,
-                              rngs={'dropout': jax.random.key(k)})[0]
-  np.testing.assert_array_equal(run(3), run(3))
-  assert not np.allclose(run(3), run(4))
+  assert_dropout_is_keyed(model, variables, inputs, keys=(3, 4))
 
 
 def test_last_behavior_matters():

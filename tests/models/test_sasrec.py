@@ -8,7 +8,7 @@ import configs.sasrec
 from pmix_jax import models
 from pmix_jax.models.sasrec import SASRec
 from tests.models import common
-from tests.models.common import flax_init, random_inputs
+from tests.models.common import assert_dropout_is_keyed, flax_init, random_inputs
 
 VOCAB = (51, 6, 8)
 MAX_LEN = 12
@@ -129,8 +129,4 @@ def test_dropout_keys():
   """In training, the same dropout key gives the same output and another key another one."""
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  run = lambda k: model.apply(variables, inputs, train=True,
-                              rngs={'dropout': jax.random.key(k)})[0]
-  np.testing.assert_array_equal(run(0), run(0))
-  assert not np.allclose(run(0), run(1))
+  assert_dropout_is_keyed(model, init(model, inputs), inputs)

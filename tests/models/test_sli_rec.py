@@ -15,9 +15,10 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import sli_rec
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_short_input_is_left_padded, numpy_normal_init,
-                                 random_inputs)
+from tests.models.common import (QUIET, assert_beats_popularity, assert_negatives_are_uniform,
+                                 assert_padding_embeddings_reach_no_score,
+                                 assert_short_input_is_left_padded, float64, inputs_with_users,
+                                 jitted_method, numpy_normal_init, score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -39,12 +40,7 @@ def make_model(name, vocab=VOCAB, **overrides):
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  """Random items; row b's user is b % 5 + 1 at every real position, as the data derives."""
-  inputs = random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed,
-                         dtype=np.int32)
-  users = np.arange(len(pads)) % (VOCAB[1] - 1) + 1
-  inputs[..., 1] = np.where(inputs[..., 0] > 0, users[:, None], 0)
-  return inputs
+  return inputs_with_users(VOCAB, length=length, pads=pads, seed=seed)
 
 
 @functools.cache
@@ -52,20 +48,7 @@ def variables(model):
   return numpy_normal_init(model, make_inputs())
 
 
-@functools.cache
-def jitted(model, method):
-  return jax.jit(lambda v, *args: model.apply(v, *args, method=method))
-
-
-def scores(model, variables_, inputs):
-  return np.asarray(jitted(model, 'score_items')(variables_, inputs), np.float64)
-
-
 # Numpy references, in float64.
-
-def p64(tree):
-  return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, np.float64), tree)
-
 
 def np_sigmoid(x):
   return 1 / (1 + np.exp(-x))
@@ -114,7 +97,7 @@ def np_lstm(p, x, valid):
 
 def np_scores(model, params, inputs):
   """`[B, V]` logits of every item, one row and one item at a time."""
-  p = p64(params['params'])
+  p = float64(params['params'])
   table = p['item_embed']
   out = np.zeros((len(inputs), VOCAB[0]))
   for b, row in enumerate(inputs):
@@ -146,7 +129,7 @@ def test_scores_match_numpy(name, use_user):
   model = make_model(name, use_user=use_user)
   inputs = make_inputs()
   v = variables(model)
-  np.testing.assert_allclose(scores(model, v, inputs), np_scores(model, v, inputs),
+  np.testing.assert_allclose(score_items(model, v, inputs), np_scores(model, v, inputs),
                              rtol=1e-4, atol=1e-5)
 
 
@@ -166,10 +149,10 @@ def test_registry_shapes_and_call(name):
   hidden, table = jax.jit(lambda v_, x: model.apply(v_, x, train=False))(v, inputs)
   assert hidden.shape == (len(PADS), 1, HIDDEN)
   np.testing.assert_array_equal(table, v['params']['item_embed'])
-  s = scores(model, v, inputs)
+  s = score_items(model, v, inputs)
   assert s.shape == (len(PADS), VOCAB[0]) and np.isfinite(s).all()
   if name == 'a2svd':
-    p = p64(v['params'])
+    p = float64(v['params'])
     np.testing.assert_allclose(
         hidden[0, 0], np_long_term(p, inputs[0, :, 0], inputs[0, :, 1], True), rtol=1e-5)
 
@@ -185,18 +168,12 @@ def test_padding_changes_nothing(name):
   before the behaviors (a longer max_len) changes no score; the padding item's and padding
   user's embeddings never reach a real item's score."""
   model = make_model(name, use_user=True)
-  assert_short_input_is_left_padded(model, make_inputs, scores, MAX_LEN)
+  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
   inputs = make_inputs()
   v = variables(model)
-  np.testing.assert_allclose(scores(make_longer(model), v, inputs), scores(model, v, inputs),
-                             rtol=1e-6, atol=1e-7)
-  p = dict(v['params'])
-  p['item_embed'] = np.asarray(p['item_embed']).copy()
-  p['item_embed'][0] = 50.0
-  p['user_embed'] = np.asarray(p['user_embed']).copy()
-  p['user_embed'][0] = -50.0
-  np.testing.assert_array_equal(scores(model, {'params': p}, inputs)[:, 1:],
-                                scores(model, v, inputs)[:, 1:])
+  np.testing.assert_allclose(score_items(make_longer(model), v, inputs),
+                             score_items(model, v, inputs), rtol=1e-6, atol=1e-7)
+  assert_padding_embeddings_reach_no_score(model, v, inputs, users=True)
 
 
 def np_candidate_loss(logits, targets, loss):
@@ -223,8 +200,9 @@ def test_candidate_losses_match_numpy(loss):
 def test_training_loss_uses_the_scorer_of_evaluation(name, loss='sampled_softmax'):
   """The training loss (without dropout) is `loss` on the logits that `score_candidates`
   (and the chunked `score_items`) give the target and its negatives (uniform, never the
-  target), averaged over real targets (a filler row with target 0 counts for nothing), plus embed_l2 * ½ Σ |e|²
-  over the distinct embedding rows the batch touches and layer_l2 * ½ Σ θ² over the rest."""
+  target), averaged over real targets (a filler row with target 0 counts for nothing), plus
+  embed_l2 * ½ Σ |e|² over the distinct embedding rows the batch touches and
+  layer_l2 * ½ Σ θ² over the rest."""
   embed_l2, layer_l2, num_negatives = 1e-2, 1e-3, 4
   model = make_model(name, use_user=True, embed_l2=embed_l2, layer_l2=layer_l2, dropout=0.0)
   inputs, targets = make_inputs(seed=3), np.array([4, 9, 9, 0], np.int32)
@@ -239,12 +217,13 @@ def test_training_loss_uses_the_scorer_of_evaluation(name, loss='sampled_softmax
                                      method='negatives', rngs=rngs))
   assert ((negatives >= 1) & (negatives < VOCAB[0]) & (negatives != targets[:, None])).all()
   candidates = np.concatenate([targets[:, None], negatives], axis=1)
-  logits = np.asarray(jitted(model, 'score_candidates')(v, inputs, candidates), np.float64)
+  logits = np.asarray(jitted_method(model, 'score_candidates')(v, inputs, candidates),
+                      np.float64)
   np.testing.assert_allclose(logits,
-                             np.take_along_axis(scores(model, v, inputs), candidates, 1),
+                             np.take_along_axis(score_items(model, v, inputs), candidates, 1),
                              rtol=1e-5, atol=1e-6)
 
-  p = p64(v['params'])
+  p = float64(v['params'])
   rows = np.setdiff1d(np.concatenate([inputs[..., 0].ravel(), candidates.ravel()]), [0])
   users = np.setdiff1d(inputs[..., 1].ravel(), [0])
   embed = 0.5 * (np.sum(p['item_embed'][rows]**2) + np.sum(p['user_embed'][users]**2))
@@ -258,14 +237,7 @@ def test_training_loss_uses_the_scorer_of_evaluation(name, loss='sampled_softmax
 
 def test_negatives_are_uniform_over_other_items():
   model = make_model('a2svd')
-  draw = np.asarray(model.apply(variables(model), jnp.full((50,), 7, jnp.int32), 200,
-                                method='negatives',
-                                rngs={'negatives': jax.random.key(0)}))
-  counts = np.bincount(draw.ravel(), minlength=VOCAB[0])
-  assert counts[0] == 0 and counts[7] == 0 and (counts[1:7] > 0).all() and (
-      counts[8:] > 0).all()
-  expected = draw.size / (VOCAB[0] - 2)
-  assert np.abs(counts[counts > 0] - expected).max() < 5 * np.sqrt(expected)
+  assert_negatives_are_uniform(model, variables(model), VOCAB[0])
 
 
 def test_dropout_acts_in_training():

@@ -15,8 +15,10 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models import surge
 from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_short_input_is_left_padded, numpy_normal_init,
-                                 random_inputs)
+                                 assert_padding_embeddings_reach_no_score,
+                                 assert_short_input_is_left_padded, float64, jitted_method,
+                                 numpy_normal_init, random_inputs, score_items)
+from tests.models.test_sli_rec import np_fcn, np_masked_softmax, np_sigmoid
 
 VOCAB = (31,)  # 30 items.
 MAX_LEN = 10
@@ -47,45 +49,17 @@ def variables(model):
 
 
 @functools.cache
-def jitted(model, method):
-  if method == 'graph':  # The sown similarity and adjacency of `context`.
-    return jax.jit(lambda v, x: model.apply(v, x, train=False, method='context',
-                                            mutable=['intermediates'])[1]['intermediates'])
-  return jax.jit(lambda v, *args: model.apply(v, *args, method=method))
+def sown_graph(model):
+  """A jitted `(variables, inputs) ->` the similarity and adjacency that `context` sows."""
+  return jax.jit(lambda v, x: model.apply(v, x, train=False, method='context',
+                                          mutable=['intermediates'])[1]['intermediates'])
 
 
-def scores(model, variables_, inputs):
-  return np.asarray(jitted(model, 'score_items')(variables_, inputs), np.float64)
-
-
-# Numpy references, in float64, one row at a time.
-
-def p64(tree):
-  return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, np.float64), tree)
-
-
-def np_sigmoid(x):
-  return 1 / (1 + np.exp(-x))
-
+# Numpy references, in float64, one row at a time (the MLPs and the masked softmax are
+# SLi-Rec's, as in the model).
 
 def np_leaky(x):
   return np.where(x > 0, x, 0.2 * x)
-
-
-def np_masked_softmax(logits, valid):
-  if not valid.any():
-    return np.full(logits.shape, 1 / logits.shape[-1])
-  e = np.where(valid, np.exp(logits - logits[valid].max()), 0.0)
-  return e / e.sum()
-
-
-def np_fcn(p, x):
-  h = x @ p['kernel_0'] + p['bias_0']
-  i = 1
-  while f'layer_{i}' in p:
-    h = np.maximum(h, 0) @ p[f'layer_{i}']['kernel'] + p[f'layer_{i}']['bias']
-    i += 1
-  return h[..., 0]
 
 
 def np_attention(p, keys, queries, valid):
@@ -155,8 +129,8 @@ def test_graph_matches_numpy():
   ceil(ε n) of the n nonzero similarities, about ε of them)."""
   model = make_model(relative_threshold=0.3)
   inputs = make_inputs()
-  p = p64(variables(model)['params'])
-  sown = jitted(model, 'graph')(variables(model), inputs)
+  p = float64(variables(model)['params'])
+  sown = sown_graph(model)(variables(model), inputs)
   for b, row in enumerate(inputs):
     valid = row[:, 0] > 0
     x = p['item_embed'][row[:, 0]] * valid[:, None]
@@ -185,9 +159,10 @@ def test_scores_match_numpy():
   model = make_model()
   inputs = make_inputs()
   v = variables(model)
-  p = p64(v['params'])
+  p = float64(v['params'])
   candidates = np.array([[1, 5, 17, 30]] * len(PADS), np.int32)
-  logits = np.asarray(jitted(model, 'score_candidates')(v, inputs, candidates), np.float64)
+  logits = np.asarray(jitted_method(model, 'score_candidates')(v, inputs, candidates),
+                      np.float64)
   for b, row in enumerate(inputs):
     valid = row[:, 0] > 0
     x = p['item_embed'][row[:, 0]] * valid[:, None]
@@ -209,7 +184,7 @@ def test_registry_shapes_and_call():
   hidden, table = jax.jit(lambda v_, x: model.apply(v_, x, train=False))(v, inputs)
   assert hidden.shape == (len(PADS), 1, HIDDEN)
   np.testing.assert_array_equal(table, v['params']['item_embed'])
-  s = scores(model, v, inputs)
+  s = score_items(model, v, inputs)
   assert s.shape == (len(PADS), VOCAB[0]) and np.isfinite(s).all()
 
 
@@ -218,16 +193,12 @@ def test_padding_changes_nothing():
   before the behaviors (a longer max_len) changes no score; the padding item's embedding
   never reaches a real item's score."""
   model = make_model()
-  assert_short_input_is_left_padded(model, make_inputs, scores, MAX_LEN)
+  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
   inputs = make_inputs()
   v = variables(model)
-  np.testing.assert_allclose(scores(model.clone(max_len=MAX_LEN + 5), v, inputs),
-                             scores(model, v, inputs), rtol=1e-5, atol=1e-6)
-  p = dict(v['params'])
-  p['item_embed'] = np.asarray(p['item_embed']).copy()
-  p['item_embed'][0] = 50.0
-  np.testing.assert_array_equal(scores(model, {'params': p}, inputs)[:, 1:],
-                                scores(model, v, inputs)[:, 1:])
+  np.testing.assert_allclose(score_items(model.clone(max_len=MAX_LEN + 5), v, inputs),
+                             score_items(model, v, inputs), rtol=1e-5, atol=1e-6)
+  assert_padding_embeddings_reach_no_score(model, v, inputs)
 
 
 def test_training_loss_uses_the_scorer_of_evaluation():
@@ -249,8 +220,9 @@ def test_training_loss_uses_the_scorer_of_evaluation():
   negatives = np.asarray(model.apply(v, jnp.asarray(targets), 3, method='negatives',
                                      rngs=rngs))
   candidates = np.concatenate([targets[:, None], negatives], axis=1)
-  logits = np.asarray(jitted(model, 'score_candidates')(v, inputs, candidates), np.float64)
-  np.testing.assert_allclose(np.take_along_axis(scores(model, v, inputs), candidates, 1),
+  logits = np.asarray(jitted_method(model, 'score_candidates')(v, inputs, candidates),
+                      np.float64)
+  np.testing.assert_allclose(np.take_along_axis(score_items(model, v, inputs), candidates, 1),
                              logits, rtol=1e-5, atol=1e-6)
   real = targets > 0
   expected = (np.log(np.exp(logits).sum(-1)) - logits[:, 0])[real].mean()
