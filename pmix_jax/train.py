@@ -306,14 +306,14 @@ def _evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, sp
 
 
 def _scores(config: ml_collections.ConfigDict, setup: Setup, workdir: str, params: Any,
-            protocol: str) -> dict[str, Any]:
+            protocol: str, validate: evaluation.Evaluator | None = None) -> dict[str, Any]:
   """Validation and test metrics of `params` under `protocol`, and the most-popular
-  ranker's test metrics on the same candidates."""
+  ranker's test metrics on the same candidates; `validate`: the validation split's
+  evaluator under `protocol` when there is one already (compiled)."""
+  validate = validate or _evaluator(config, setup, workdir, 'valid', protocol)
   test = _evaluator(config, setup, workdir, 'test', protocol)
   counts = jnp.asarray(setup.data.train_item_counts(), jnp.float32)
-  return dict(valid=_evaluator(config, setup, workdir, 'valid', protocol)(setup.score_fn,
-                                                                           params),
-              test=test(setup.score_fn, params),
+  return dict(valid=validate(setup.score_fn, params), test=test(setup.score_fn, params),
               popularity=dict(test=test(popularity_score, counts)))
 
 
@@ -441,7 +441,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   best_state, _ = Checkpoints.restore(checkpoints.best, state)
   checkpoints.close()
-  final = _scores(config, setup, workdir, best_state.params, config.eval.protocol)
+  final = _scores(config, setup, workdir, best_state.params, config.eval.protocol, validate)
   popularity = final.pop('popularity')['test']
   also = {protocol: _scores(config, setup, workdir, best_state.params, protocol)
           for protocol in config.eval.also_protocols}
