@@ -1,0 +1,40 @@
+r"""Wall time of one MGNM training epoch with the MGNM table's settings (issue 7's bar).
+
+    python -m experiments.mgnm.epoch_time --workdir=/tmp/mgnm_epoch
+
+Trains MGNM for one epoch on Toys and Games 5-core (`surge` preset, each user's records
+split 70/10/20 by position, history 100, the config's batch), in a fresh workdir, and prints
+the training seconds of the epoch (without evaluation) and its number of steps. Run it on a
+quiet machine: other jobs on the same cores slow it several times.
+"""
+
+import json
+import os
+import shutil
+
+from absl import app, flags
+
+from experiments.pyramid_mixer import table1
+from pmix_jax import train
+
+_WORKDIR = flags.DEFINE_string('workdir', '/tmp/mgnm_epoch', 'Scratch workdir (emptied).')
+_DATASET = flags.DEFINE_string('dataset', 'toys', 'A dataset of the table runner.')
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  for name, value in [('preset', 'surge'), ('split', 'per_user_temporal'), ('max_len', 100),
+                      ('protocol', 'grouped:100'), ('selection_metric', 'GAUC'),
+                      ('also_protocols', [])]:
+    setattr(flags.FLAGS, name, value)
+  config = table1.run_config(_DATASET.value, 'mgnm', 1e-3, 0.0, 16, 0)
+  config.train.num_epochs = 1
+  shutil.rmtree(_WORKDIR.value, ignore_errors=True)
+  results = train.train_and_evaluate(config, os.path.join(_WORKDIR.value, 'run'))
+  print(json.dumps(dict(dataset=_DATASET.value, train_seconds=round(results['train_seconds'], 1),
+                        steps=results['best_step'], batch_size=config.train.batch_size)))
+
+
+if __name__ == '__main__':
+  flags.FLAGS.set_default('root', '/tmp/mgnm_epoch')
+  app.run(main)
