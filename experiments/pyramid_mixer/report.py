@@ -84,7 +84,7 @@ def sasrec_ml1m(workdir: str | None) -> list[str]:
            'HR@10 is about 0.28-0.31. The bar: HR@10 >= 0.27 and NDCG@10 >= 0.15.', '']
   path = workdir and os.path.join(workdir, 'results.json')
   if not path or not os.path.exists(path):
-    return lines + ['Not run yet: the first command below produces it.', '',
+    return lines + ['No finished run yet: the first command below produces it.', '',
                     SASREC_ML1M_COMMAND, '']
   with open(path) as f:
     run = json.load(f)
