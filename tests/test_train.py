@@ -215,11 +215,11 @@ def test_a_model_with_its_own_training_loss_is_trained_on_it():
   np.testing.assert_allclose(new_state.params['table'], 1 - 0.6, rtol=1e-6)
 
 
-@pytest.mark.parametrize('model', ['sasrec', 'surge'])
+@pytest.mark.parametrize('model', ['sasrec', 'surge', 'mgnm', 'mind'])
 def test_candidate_scores_are_the_full_scores_of_those_items(model):
-  """The score function's candidates path (a dot product with the candidates' rows; SURGE's
-  own `score_candidates`) agrees with scoring every item, so sampled protocols mean the same
-  whichever path a model takes."""
+  """The score function's candidates path (a dot product with the candidates' rows; the
+  target-aware models' own `score_candidates`) agrees with scoring every item, so sampled
+  protocols mean the same whichever path a model takes."""
   setup = train.Setup.create(tiny_config(model))
   inputs = next(iter(setup.train_batches.epoch(0)))['inputs'][:4]
   vocab = setup.data.vocab_sizes[0]

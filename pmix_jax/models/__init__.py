@@ -17,7 +17,8 @@ then calls it instead of the generic loss, and may train such a model on windows
 A model whose user state depends on the item it scores (MGNM's target-aware attention over
 interests) also defines `score_items(self, inputs)` -> `[B, V]` scores of every item after
 the last behavior (evaluation mode); evaluation calls it instead of `hidden @ item_table.T`.
-One that is costly per item (SURGE's per-item network) also defines
+One whose per-item scoring costs more than a dot product (SURGE's per-item network, MGNM's
+attention over interests) also defines
 `score_candidates(self, inputs, candidates)` -> `[B, C]` scores of the items `candidates`
 `[B, C]`, which sampled protocols then call with each target and its negatives only.
 """

@@ -336,6 +336,12 @@ class MGNM(nn.Module):
     q, _, table = self.interests(inputs, train=False)
     return pool_levels(attend(jnp.einsum('blkd,vd->blkv', q, table)), self.pooling)
 
+  def score_candidates(self, inputs: jax.Array, candidates: jax.Array) -> jax.Array:
+    """`[B, C]` scores of the items `candidates` `[B, C]` (what sampled protocols ask):
+    the `[B, levels, K, C]` logits instead of `score_items`' `[B, levels, K, V]`."""
+    q, _, table = self.interests(inputs, train=False)
+    return pool_levels(self.level_scores(q, table[candidates]), self.pooling)
+
   def negatives(self, targets: jax.Array, num_negatives: int) -> jax.Array:
     """`[B, num_negatives]` items drawn uniformly from those other than each target `[B]`,
     from the 'negatives' RNG stream (the first draw of `training_loss`)."""

@@ -166,6 +166,11 @@ class MultiInterest(nn.Module):
     """`[B, V]` scores `max_k e_i^T v_u^k` of every item after `inputs` (evaluation mode)."""
     return max_over_interests(*self.interests(inputs, train=False))
 
+  def score_candidates(self, inputs: jax.Array, candidates: jax.Array) -> jax.Array:
+    """`[B, C]` scores `max_k e_i^T v_u^k` of the items `candidates` `[B, C]` only."""
+    interests, table = self.interests(inputs, train=False)
+    return jnp.einsum('bkd,bcd->bkc', interests, table[candidates]).max(axis=1)
+
 
 @register('mind')
 class MIND(MultiInterest):
