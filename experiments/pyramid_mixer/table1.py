@@ -14,7 +14,8 @@ Tuning is the same for every model: each point of the grid (`--lrs` x `--dropout
 `--hiddens`) trains once with the first seed and the point with the best validation MRR@10
 is kept (the test split is never looked at); the remaining seeds then train with it. Runs
 go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant such as
-`pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`); a
+`pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`, not
+tuned: once the full model's cell has chosen its point, the variant trains at that point); a
 run whose results.json exists is not repeated, so the command can be stopped and started
 again, and several processes can share one root when given disjoint datasets or models.
 
@@ -145,12 +146,16 @@ def main(argv: list[str]) -> None:
   for dataset, model in itertools.product(_DATASETS.value, _MODELS.value):
     if dataset not in DATASETS:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
-    tuned = {point: run(dataset, model, point, seeds[0]) for point in grid}
-    best = max(grid, key=lambda p: tuned[p]['valid'][_SELECTION.value])
+    points = grid
+    base = load_cell(os.path.join(ROOT.value, dataset, model.partition(':')[0]))
+    if ':' in model and base:  # An ablation trains at its full model's chosen point.
+      points = [(base[0]['lr'], base[0]['dropout'], base[0]['hidden'])]
+    tuned = {point: run(dataset, model, point, seeds[0]) for point in points}
+    best = max(points, key=lambda p: tuned[p]['valid'][_SELECTION.value])
     with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
               'w') as f:
       json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
-                     grid=[list(p) for p in grid], selection=f'valid {_SELECTION.value}'), f)
+                     grid=[list(p) for p in points], selection=f'valid {_SELECTION.value}'), f)
     for seed in seeds[1:]:
       run(dataset, model, best, seed)
 

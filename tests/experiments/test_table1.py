@@ -66,3 +66,29 @@ def test_automlp_table2_searches_retrains_and_reports_the_chosen_k(tmp_path):
     text = f.read()
   assert f'| {record["chosen"]} | {record["search_seconds"]:.0f} |' in text
   assert 'No runs yet: ml-1m, beauty.' in text
+
+
+def test_ablations_train_at_the_full_models_point_and_are_reported_apart(tmp_path):
+  root = str(tmp_path / 'runs')
+  _run('experiments.pyramid_mixer.table1', f'--root={root}', '--datasets=synthetic',
+       '--models=pyramid,pyramid:sum_fusion', '--seeds=0', '--lrs=1e-3,1e-2',
+       '--num_epochs=1')
+  cells = {model: os.path.join(root, 'synthetic', model)
+           for model in ('pyramid', 'pyramid-sum_fusion')}
+  chosen = {}
+  for model, cell in cells.items():
+    with open(os.path.join(cell, 'chosen.json')) as f:
+      chosen[model] = json.load(f)
+  assert len(chosen['pyramid']['grid']) == 2
+  assert chosen['pyramid-sum_fusion']['grid'] == [
+      [chosen['pyramid'][key] for key in ('lr', 'dropout', 'hidden')]]
+  assert len(os.listdir(cells['pyramid-sum_fusion'])) == 2  # chosen.json and one point.
+
+  out = str(tmp_path / 'RESULTS.md')
+  _run('experiments.pyramid_mixer.report', f'--root={root}', f'--out={out}')
+  with open(out) as f:
+    main_tables, ablations = f.read().split('## Ablations')
+  assert '| synthetic | pyramid | 1 |' in main_tables
+  assert 'pyramid-sum_fusion' not in main_tables.split('## Tuning and cost')[0]
+  assert '| synthetic | pyramid | 1 |' in ablations
+  assert '| synthetic | pyramid-sum_fusion | 1 |' in ablations
