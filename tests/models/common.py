@@ -1,6 +1,6 @@
-"""Helpers shared by the model tests: random inputs, numpy-drawn parameters, jitted applies
-and scorers, input perturbations, checks that several models share, and the end-to-end
-check against the popularity baseline."""
+"""Helpers shared by the model tests: the common test window, model and input builders,
+random inputs, numpy-drawn parameters, jitted applies and scorers, input perturbations, checks
+that several models share, and the end-to-end check against the popularity baseline."""
 
 import functools
 from collections.abc import Mapping, Sequence
@@ -12,11 +12,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pmix_jax import models
 from pmix_jax.errors import ConfigError
 
 # No checkpoints or loss logs inside an end-to-end run: every 10 and 5 steps (TINY's), they
 # cost more than the training itself and do not change what it learns.
 QUIET = dict(train__checkpoint_every_steps=10**6, train__log_every_steps=10**6)
+
+# The window most model tests draw: an item field (50 items) and two side fields, three rows
+# left-padded by 0, 3 and 7.
+VOCAB = (51, 6, 8)
+MAX_LEN = 12
+PADS = (0, 3, 7)
+BATCH = len(PADS)
 
 
 def random_inputs(vocab: Sequence[int], *, batch: int, length: int, pads: Sequence[int],
@@ -45,6 +53,28 @@ def inputs_with_users(vocab: Sequence[int], *, length: int, pads: Sequence[int],
   users = np.arange(len(pads)) % (vocab[1] - 1) + 1
   inputs[..., 1] = np.where(inputs[..., 0] > 0, users[:, None], 0)
   return inputs
+
+
+def model_builder(config_module: Any, vocab: Sequence[int], max_len: int,
+                  **fixed) -> Callable[..., nn.Module]:
+  """`make_model(vocab=vocab, **overrides)`: `config_module.get_config().model` with a test's
+  `fixed` settings, then `overrides`, built for `vocab` and `max_len`."""
+  def make_model(vocab: Sequence[int] = vocab, **overrides) -> nn.Module:
+    cfg = config_module.get_config().model
+    cfg.update(fixed, **overrides)
+    return models.build(cfg, vocab_sizes=vocab, max_len=max_len)
+  return make_model
+
+
+def inputs_maker(vocab: Sequence[int], max_len: int, pads: Sequence[int],
+                 dtype: Any = None) -> Callable[..., np.ndarray]:
+  """`make_inputs(seed=0, length=max_len, pads=pads, vocab=vocab)`: `random_inputs` of `dtype`
+  with one row per entry of `pads`."""
+  def make_inputs(seed: int = 0, length: int = max_len, pads: Sequence[int] = pads,
+                  vocab: Sequence[int] = vocab) -> np.ndarray:
+    return random_inputs(vocab, batch=len(pads), length=length, pads=pads, seed=seed,
+                         dtype=dtype)
+  return make_inputs
 
 
 def _shapes(module: nn.Module, *args, **kwargs) -> Any:
@@ -204,6 +234,25 @@ def assert_leading_padding_is_inert(apply: Callable[[np.ndarray], Any], inputs: 
       assert not np.allclose(full[b, 3:], trimmed[b], atol=1e-5)
 
 
+def assert_padding_rows_do_not_matter(model: nn.Module, variables: Any, inputs: np.ndarray,
+                                      table: str, padding_rows: Sequence[int],
+                                      used_row: int) -> None:
+  """Asserts that the hidden state stays the same when the rows `padding_rows` of
+  `params[table]` (the padding ids' embeddings) change, and that it changes when row
+  `used_row`, one that `inputs` uses, does (so that the first check could fail)."""
+  params = variables['params']
+  embeddings = np.asarray(params[table]).copy()
+  hidden = lambda: jitted_hidden(model, {'params': {**params, table: embeddings}}, inputs)
+  base = jitted_hidden(model, variables, inputs)
+  # Random changes: a constant shift of an embedding would vanish in the LayerNorms.
+  rng = np.random.default_rng(1)
+  for row in padding_rows:
+    embeddings[row] = rng.normal(size=embeddings.shape[-1])
+  np.testing.assert_array_equal(hidden(), base)
+  embeddings[used_row] += rng.normal(size=embeddings.shape[-1])
+  assert not np.allclose(hidden(), base)
+
+
 def assert_padding_embeddings_reach_no_score(model: nn.Module, variables: Any,
                                              inputs: np.ndarray, users: bool = False) -> None:
   """Asserts that every real item's `score_items` stays the same when the padding item's
@@ -217,6 +266,34 @@ def assert_padding_embeddings_reach_no_score(model: nn.Module, variables: Any,
     params['user_embed'][0] = -50.0
   np.testing.assert_array_equal(score_items(model, {'params': params}, inputs)[:, 1:],
                                 score_items(model, variables, inputs)[:, 1:])
+
+
+def assert_call_and_score_shapes(model: nn.Module, variables: Any, inputs: np.ndarray,
+                                 num_items: int, hidden_size: int) -> jax.Array:
+  """Asserts that `__call__` gives one state `[B, 1, hidden_size]` a row and the `item_embed`
+  parameter as the item table, and `score_items` finite scores `[B, num_items]`; returns the
+  states."""
+  hidden, table = jitted_apply(model, variables, inputs)
+  assert hidden.shape == (len(inputs), 1, hidden_size)
+  np.testing.assert_array_equal(table, variables['params']['item_embed'])
+  scores = score_items(model, variables, inputs)
+  assert scores.shape == (len(inputs), num_items) and np.isfinite(scores).all()
+  return hidden
+
+
+def assert_scores_ignore_padding(model: nn.Module, variables: Any,
+                                 make_inputs: Callable[..., np.ndarray], users: bool = False,
+                                 rtol: float = 1e-5, atol: float = 1e-6) -> None:
+  """Asserts that `score_items` does not depend on padding: a short window scores as it
+  left-padded to max_len (a longer one is an error), 5 more positions of padding before the
+  behaviors (a longer max_len) change no score (to `rtol`, `atol`), and neither does the
+  padding item's embedding nor, with `users`, the padding user's."""
+  assert_short_input_is_left_padded(model, make_inputs, score_items, model.max_len)
+  inputs = make_inputs()
+  longer = model.clone(max_len=model.max_len + 5)  # The parameters do not depend on max_len.
+  np.testing.assert_allclose(score_items(longer, variables, inputs),
+                             score_items(model, variables, inputs), rtol=rtol, atol=atol)
+  assert_padding_embeddings_reach_no_score(model, variables, inputs, users)
 
 
 def other_item(items: Any, num_items: int) -> Any:

@@ -11,26 +11,13 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.automlp import ARCH_PARAM, AutoMLP
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_dropout_is_keyed, assert_short_input_is_left_padded,
-    change_item, jitted_apply, jitted_hidden, numpy_normal_init, random_inputs)
+    BATCH, MAX_LEN, PADS, QUIET, VOCAB, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_short_input_is_left_padded, change_item, inputs_maker, jitted_apply, jitted_hidden,
+    model_builder, numpy_normal_init)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 8
-PADS = (0, 3, 7)
-
-
-def make_model(**overrides):
-  cfg = configs.automlp.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.short_lengths = (2, 5)
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
+make_model = model_builder(configs.automlp, VOCAB, MAX_LEN, hidden=HIDDEN, short_lengths=(2, 5))
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 
 
 def test_registry_contract_and_parameters():

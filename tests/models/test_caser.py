@@ -17,7 +17,7 @@ from pmix_jax.models.caser import Caser
 from tests.conftest import TINY, tiny_config
 from tests.models import common
 from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed, flax_init,
-                                 random_inputs)
+                                 model_builder, random_inputs)
 
 VOCAB = (51, 6, 8, 5)  # item, action, category, user (users 1..4).
 USER = 3
@@ -26,14 +26,8 @@ BATCH = 3
 HIDDEN = 8
 WINDOW = 4
 PADS = (0, 3, 10)  # Row 2 has 2 behaviors: fewer than the window.
-
-
-def make_model(**overrides):
-  cfg = configs.caser.get_config().model
-  cfg.update(hidden=HIDDEN, window=WINDOW, num_horizontal=3, num_vertical=2)
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
+make_model = model_builder(configs.caser, VOCAB, MAX_LEN, hidden=HIDDEN, window=WINDOW,
+                           num_horizontal=3, num_vertical=2)
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):

@@ -18,7 +18,7 @@ from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity,
                                  assert_padding_embeddings_reach_no_score,
                                  assert_short_input_is_left_padded, float64, jitted_interests,
-                                 numpy_normal_init, random_inputs, score_items)
+                                 inputs_maker, model_builder, numpy_normal_init, score_items)
 from tests.models.test_mind import np_routing, np_softmax, np_softmax_loss
 
 VOCAB = (31, 6)  # 30 items and a side field the models ignore.
@@ -31,15 +31,11 @@ VARIANTS = sorted(CONFIGS)
 
 
 def make_model(name, **overrides):
-  cfg = CONFIGS[name].get_config().model
-  cfg.update(dict(hidden=HIDDEN, num_interests=INTERESTS))
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
+  return model_builder(CONFIGS[name], VOCAB, MAX_LEN, hidden=HIDDEN,
+                       num_interests=INTERESTS)(**overrides)
 
 
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  return random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed,
-                       dtype=np.int32)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS, dtype=np.int32)
 
 
 @functools.cache

@@ -13,26 +13,12 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.fdsa import FDSA, FieldAttention
 from tests.conftest import tiny_config
-from tests.models.common import assert_beats_popularity, numpy_fan_in_init, random_inputs
+from tests.models.common import (BATCH, MAX_LEN, PADS, VOCAB, assert_beats_popularity,
+                                 inputs_maker, model_builder, numpy_fan_in_init)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 16
-
-
-def make_model(vocab=VOCAB, **overrides):
-  cfg = configs.fdsa.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.num_heads = 2
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=vocab, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, pads=(0, 3, 7)):
-  return random_inputs(VOCAB, batch=BATCH, length=MAX_LEN, pads=pads, seed=seed,
-                       dtype=np.int32)
+make_model = model_builder(configs.fdsa, VOCAB, MAX_LEN, hidden=HIDDEN, num_heads=2)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS, dtype=np.int32)
 
 
 @functools.cache

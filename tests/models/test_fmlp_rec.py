@@ -14,27 +14,13 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.fmlp_rec import FilterBlock, FMLPRec, GlobalFilter
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_dropout_is_keyed,
-    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, jitted_hidden,
-    numpy_normal_init, random_inputs)
+    BATCH, MAX_LEN, PADS, QUIET, VOCAB, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, inputs_maker,
+    jitted_hidden, model_builder, numpy_normal_init)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 8
-PADS = (0, 3, 7)
-
-
-def make_model(**overrides):
-  cfg = configs.fmlp_rec.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
-
+make_model = model_builder(configs.fmlp_rec, VOCAB, MAX_LEN, hidden=HIDDEN)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 
 # Parameters N(0, 0.5): unit-scale filters make the blocks mix positions strongly (at their
 # N(0, 0.02) init they barely do).

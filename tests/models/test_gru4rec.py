@@ -17,14 +17,11 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.gru4rec import GRU, GRU4Rec
 from tests.conftest import tiny_config
 from tests.models import common
-from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed,
-                                 assert_leading_padding_is_inert, flax_init, random_inputs)
+from tests.models.common import (BATCH, MAX_LEN, PADS, VOCAB, assert_beats_popularity,
+                                 assert_dropout_is_keyed, assert_leading_padding_is_inert,
+                                 flax_init, inputs_maker, model_builder)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 16
-PADS = (0, 3, 7)
 
 VARIANTS = {
     'gru4rec': dict(),
@@ -32,20 +29,8 @@ VARIANTS = {
     'plus_early': dict(use_features=True, fusion='early'),
 }
 
-
-def make_model(vocab=VOCAB, **overrides):
-  cfg = configs.gru4rec.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.gru_hidden = 8
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=vocab, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS, vocab=VOCAB):
-  return random_inputs(vocab, batch=len(pads), length=length, pads=pads, seed=seed)
-
-
+make_model = model_builder(configs.gru4rec, VOCAB, MAX_LEN, hidden=HIDDEN, gru_hidden=8)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 init = flax_init
 
 

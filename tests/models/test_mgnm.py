@@ -17,7 +17,7 @@ from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity, assert_negatives_are_uniform,
                                  assert_padding_embeddings_reach_no_score,
                                  assert_short_input_is_left_padded, inputs_with_users,
-                                 jitted_interests, numpy_normal_init, score_items)
+                                 jitted_interests, model_builder, numpy_normal_init, score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -27,13 +27,8 @@ CAPSULE = 6  # d'
 INTERESTS = 2  # K
 LEVELS = 3
 
-
-def make_model(vocab=VOCAB, **overrides):
-  cfg = configs.mgnm.get_config().model
-  cfg.update(dict(hidden=HIDDEN, capsule_dim=CAPSULE, num_interests=INTERESTS,
-                  num_levels=LEVELS))
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=vocab, max_len=MAX_LEN)
+make_model = model_builder(configs.mgnm, VOCAB, MAX_LEN, hidden=HIDDEN, capsule_dim=CAPSULE,
+                           num_interests=INTERESTS, num_levels=LEVELS)
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):

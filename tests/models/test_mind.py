@@ -19,7 +19,7 @@ from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity,
                                  assert_padding_embeddings_reach_no_score,
                                  assert_short_input_is_left_padded, float64, inputs_with_users,
-                                 jitted_interests, numpy_normal_init, score_items)
+                                 jitted_interests, model_builder, numpy_normal_init, score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -27,12 +27,7 @@ PADS = (0, 3, 7)
 HIDDEN = 8  # D
 INTERESTS = 3  # K
 
-
-def make_model(vocab=VOCAB, **overrides):
-  cfg = configs.mind.get_config().model
-  cfg.update(dict(hidden=HIDDEN, num_interests=INTERESTS))
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=vocab, max_len=MAX_LEN)
+make_model = model_builder(configs.mind, VOCAB, MAX_LEN, hidden=HIDDEN, num_interests=INTERESTS)
 
 
 def make_inputs(seed=0, length=MAX_LEN, pads=PADS):

@@ -12,31 +12,15 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.mlp4rec import AxisMixer, MLP4Rec
 from tests.conftest import tiny_config
 from tests.models.common import (
-    QUIET, assert_beats_popularity, assert_dropout_is_keyed,
-    assert_oldest_and_latest_behaviors_matter, assert_short_input_is_left_padded, float64,
-    jitted_apply, jitted_hidden, num_params, numpy_normal_init, random_inputs)
+    BATCH, MAX_LEN, PADS, QUIET, VOCAB, assert_beats_popularity, assert_dropout_is_keyed,
+    assert_oldest_and_latest_behaviors_matter, assert_padding_rows_do_not_matter,
+    assert_short_input_is_left_padded, float64, inputs_maker, jitted_apply, jitted_hidden,
+    model_builder, num_params, numpy_normal_init)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 8
-PADS = (0, 3, 7)
-
-
-def make_model(vocab=VOCAB, **overrides):
-  """The configured model with hidden 8 and, unless overridden, one layer (fast to compile;
-  the layers' weight sharing has tests of its own)."""
-  cfg = configs.mlp4rec.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.num_layers = 1
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=vocab, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS, vocab=VOCAB):
-  return random_inputs(vocab, batch=BATCH, length=length, pads=pads, seed=seed)
-
-
+# One layer unless overridden: fast to compile; the layers' weight sharing has tests of its own.
+make_model = model_builder(configs.mlp4rec, VOCAB, MAX_LEN, hidden=HIDDEN, num_layers=1)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 init = numpy_normal_init
 
 
@@ -170,18 +154,9 @@ def test_padding_embeds_to_zero():
   """Id 0 of any field is a zero embedding: the padding rows of the table do not matter."""
   model = make_model()
   inputs = make_inputs()
-  variables = init(model, inputs)
-  base = jitted_hidden(model, variables, inputs)
-  params = variables['params']
-  table = np.asarray(params['embeddings']).copy()
-  rng = np.random.default_rng(1)
-  for offset in np.cumsum((0,) + VOCAB[:-1]):  # Each field's id 0.
-    table[offset] = rng.normal(size=HIDDEN)
-  np.testing.assert_array_equal(
-      jitted_hidden(model, {'params': {**params, 'embeddings': table}}, inputs), base)
-  table[VOCAB[0] + inputs[0, -1, 1]] += rng.normal(size=HIDDEN)  # A used row does matter.
-  assert not np.allclose(
-      jitted_hidden(model, {'params': {**params, 'embeddings': table}}, inputs), base)
+  assert_padding_rows_do_not_matter(model, init(model, inputs), inputs, 'embeddings',
+                                    np.cumsum((0,) + VOCAB[:-1]),  # Each field's id 0.
+                                    VOCAB[0] + inputs[0, -1, 1])
 
 
 def test_shorter_input_is_left_padded_to_max_len():

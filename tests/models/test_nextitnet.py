@@ -15,31 +15,16 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models.nextitnet import CausalConv, NextItNet
 from tests.conftest import tiny_config
 from tests.models import common
-from tests.models.common import (assert_beats_popularity, assert_dropout_is_keyed,
-                                 assert_leading_padding_is_inert, flax_init, random_inputs)
+from tests.models.common import (BATCH, MAX_LEN, PADS, VOCAB, assert_beats_popularity,
+                                 assert_dropout_is_keyed, assert_leading_padding_is_inert,
+                                 flax_init, inputs_maker, model_builder)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 16
-PADS = (0, 3, 7)
 # One residual block (dilations 1 then 2), with dropout (inactive in evaluation).
 ONE_BLOCK = dict(dilations=(1,), num_blocks=1, dropout=0.3)
-
-
-def make_model(**overrides):
-  cfg = configs.nextitnet.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.num_blocks = 2  # 4 blocks, dilations 1, 2, 4, 8, 1, 2, 4, 8: covers MAX_LEN.
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  return random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed)
-
-
+# num_blocks=2: 4 blocks, dilations 1, 2, 4, 8, 1, 2, 4, 8: covers MAX_LEN.
+make_model = model_builder(configs.nextitnet, VOCAB, MAX_LEN, hidden=HIDDEN, num_blocks=2)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 init = flax_init
 
 

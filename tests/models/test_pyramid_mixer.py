@@ -11,27 +11,14 @@ import configs.pyramid
 from pmix_jax import models
 from pmix_jax.errors import ConfigError
 from pmix_jax.models.pyramid_mixer import MixerLayer, PeriodScaling, PyramidMixer
-from tests.models.common import assert_dropout_is_keyed, flax_init, num_params, random_inputs
+from tests.models.common import (BATCH, MAX_LEN, PADS, VOCAB, assert_dropout_is_keyed,
+                                 flax_init, inputs_maker, model_builder, num_params)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
 HIDDEN = 8
 FIELDS = len(VOCAB)
-
-
-def make_model(**overrides):
-  cfg = configs.pyramid.get_config().model
-  cfg.hidden = HIDDEN
-  cfg.behavior_rank = 4
-  cfg.feature_rank = 8
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, pads=(0, 3, 7)):
-  return random_inputs(VOCAB, batch=BATCH, length=MAX_LEN, pads=pads, seed=seed)
+SIZES = dict(hidden=HIDDEN, behavior_rank=4, feature_rank=8)
+make_model = model_builder(configs.pyramid, VOCAB, MAX_LEN, **SIZES)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 
 
 def init(model, inputs=None):
@@ -98,7 +85,7 @@ def test_named_variants_remove_what_they_name():
 
   def names(variant):
     cfg = configs.pyramid.get_config(variant).model
-    cfg.update(dict(hidden=HIDDEN, behavior_rank=4, feature_rank=8))
+    cfg.update(SIZES)
     return _param_names(init(models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN), inputs))
 
   full = names('')

@@ -8,25 +8,11 @@ import configs.sasrec
 from pmix_jax import models
 from pmix_jax.models.sasrec import SASRec
 from tests.models import common
-from tests.models.common import assert_dropout_is_keyed, flax_init, random_inputs
+from tests.models.common import (BATCH, MAX_LEN, PADS, VOCAB, assert_dropout_is_keyed,
+                                 flax_init, inputs_maker, model_builder)
 
-VOCAB = (51, 6, 8)
-MAX_LEN = 12
-BATCH = 3
-
-
-def make_model(**overrides):
-  cfg = configs.sasrec.get_config().model
-  cfg.hidden = 16
-  for key, value in overrides.items():
-    cfg[key] = value
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=(0, 3, 7)):
-  return random_inputs(VOCAB, batch=BATCH, length=length, pads=pads, seed=seed)
-
-
+make_model = model_builder(configs.sasrec, VOCAB, MAX_LEN, hidden=16)
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS)
 init = flax_init
 
 

@@ -16,9 +16,9 @@ from pmix_jax.errors import ConfigError
 from pmix_jax.models import sli_rec
 from tests.conftest import tiny_config
 from tests.models.common import (QUIET, assert_beats_popularity, assert_negatives_are_uniform,
-                                 assert_padding_embeddings_reach_no_score,
-                                 assert_short_input_is_left_padded, float64, inputs_with_users,
-                                 jitted_method, numpy_normal_init, score_items)
+                                 assert_call_and_score_shapes, assert_scores_ignore_padding,
+                                 float64, inputs_with_users, jitted_method, numpy_normal_init,
+                                 score_items)
 
 VOCAB = (31, 6)  # 30 items; the derived user field: 5 users.
 MAX_LEN = 10
@@ -146,20 +146,11 @@ def test_registry_shapes_and_call(name):
   assert set(v['params']) == expected
   assert v['params']['output']['kernel_0'].shape == (2 * HIDDEN, 7)
   inputs = make_inputs()
-  hidden, table = jax.jit(lambda v_, x: model.apply(v_, x, train=False))(v, inputs)
-  assert hidden.shape == (len(PADS), 1, HIDDEN)
-  np.testing.assert_array_equal(table, v['params']['item_embed'])
-  s = score_items(model, v, inputs)
-  assert s.shape == (len(PADS), VOCAB[0]) and np.isfinite(s).all()
+  hidden = assert_call_and_score_shapes(model, v, inputs, VOCAB[0], HIDDEN)
   if name == 'a2svd':
     p = float64(v['params'])
     np.testing.assert_allclose(
         hidden[0, 0], np_long_term(p, inputs[0, :, 0], inputs[0, :, 1], True), rtol=1e-5)
-
-
-def make_longer(model, extra=6):
-  """`model` with a longer max_len (the parameters do not depend on it)."""
-  return model.clone(max_len=model.max_len + extra)
 
 
 @pytest.mark.parametrize('name', ['a2svd', 'sli_rec'])
@@ -168,12 +159,8 @@ def test_padding_changes_nothing(name):
   before the behaviors (a longer max_len) changes no score; the padding item's and padding
   user's embeddings never reach a real item's score."""
   model = make_model(name, use_user=True)
-  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
-  inputs = make_inputs()
-  v = variables(model)
-  np.testing.assert_allclose(score_items(make_longer(model), v, inputs),
-                             score_items(model, v, inputs), rtol=1e-6, atol=1e-7)
-  assert_padding_embeddings_reach_no_score(model, v, inputs, users=True)
+  assert_scores_ignore_padding(model, variables(model), make_inputs, users=True, rtol=1e-6,
+                               atol=1e-7)
 
 
 def np_candidate_loss(logits, targets, loss):

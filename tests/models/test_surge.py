@@ -14,10 +14,9 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import surge
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity,
-                                 assert_padding_embeddings_reach_no_score,
-                                 assert_short_input_is_left_padded, float64, jitted_method,
-                                 numpy_normal_init, random_inputs, score_items)
+from tests.models.common import (QUIET, assert_beats_popularity, assert_call_and_score_shapes,
+                                 assert_scores_ignore_padding, float64, inputs_maker,
+                                 jitted_method, model_builder, numpy_normal_init, score_items)
 from tests.models.test_sli_rec import np_fcn, np_masked_softmax, np_sigmoid
 
 VOCAB = (31,)  # 30 items.
@@ -26,21 +25,13 @@ PADS = (0, 3, 9, MAX_LEN)  # 10, 7, 1 and 0 behaviors.
 HIDDEN = 6  # E
 POOL = 4  # pool_length: the first two rows are pooled.
 
-
-def make_model(**overrides):
-  """The test model: no L2 terms (`sli_rec`'s tests check them), score_items in chunks of 3
-  items (the last one padded), which the tests compare with unchunked `score_candidates`."""
-  cfg = configs.surge.get_config().model
-  cfg.update(dict(hidden=HIDDEN, dropout=0.0, layer_sizes=(7, 5), att_fcn_layer_sizes=(9, 4),
-                  pool_length=POOL, metric_heads=2, embed_l2=0.0, layer_l2=0.0,
-                  score_chunk=3 * len(PADS)))
-  cfg.update(overrides)
-  return models.build(cfg, vocab_sizes=VOCAB, max_len=MAX_LEN)
-
-
-def make_inputs(seed=0, length=MAX_LEN, pads=PADS):
-  return random_inputs(VOCAB, batch=len(pads), length=length, pads=pads, seed=seed,
-                       dtype=np.int32)
+# The test model: no L2 terms (`sli_rec`'s tests check them), score_items in chunks of 3 items
+# (the last one padded), which the tests compare with unchunked `score_candidates`.
+make_model = model_builder(configs.surge, VOCAB, MAX_LEN, hidden=HIDDEN, dropout=0.0,
+                           layer_sizes=(7, 5), att_fcn_layer_sizes=(9, 4), pool_length=POOL,
+                           metric_heads=2, embed_l2=0.0, layer_l2=0.0,
+                           score_chunk=3 * len(PADS))
+make_inputs = inputs_maker(VOCAB, MAX_LEN, PADS, dtype=np.int32)
 
 
 @functools.cache
@@ -180,12 +171,7 @@ def test_registry_shapes_and_call():
                               'query_attention', 'gru_attention', 'fusion', 'augru', 'output'}
   assert v['params']['metric_weights'].shape == (2, 1, HIDDEN)
   assert v['params']['output']['kernel_0'].shape == (4 * HIDDEN, 7)
-  inputs = make_inputs()
-  hidden, table = jax.jit(lambda v_, x: model.apply(v_, x, train=False))(v, inputs)
-  assert hidden.shape == (len(PADS), 1, HIDDEN)
-  np.testing.assert_array_equal(table, v['params']['item_embed'])
-  s = score_items(model, v, inputs)
-  assert s.shape == (len(PADS), VOCAB[0]) and np.isfinite(s).all()
+  assert_call_and_score_shapes(model, v, make_inputs(), VOCAB[0], HIDDEN)
 
 
 def test_padding_changes_nothing():
@@ -193,12 +179,7 @@ def test_padding_changes_nothing():
   before the behaviors (a longer max_len) changes no score; the padding item's embedding
   never reaches a real item's score."""
   model = make_model()
-  assert_short_input_is_left_padded(model, make_inputs, score_items, MAX_LEN)
-  inputs = make_inputs()
-  v = variables(model)
-  np.testing.assert_allclose(score_items(model.clone(max_len=MAX_LEN + 5), v, inputs),
-                             score_items(model, v, inputs), rtol=1e-5, atol=1e-6)
-  assert_padding_embeddings_reach_no_score(model, v, inputs)
+  assert_scores_ignore_padding(model, variables(model), make_inputs)
 
 
 def test_training_loss_uses_the_scorer_of_evaluation():
