@@ -359,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     f.write(str(config))
 
   setup = Setup.create(config)
-  data, max_len, state, step_fn = setup.data, setup.max_len, setup.state, setup.step_fn
+  data, state, step_fn = setup.data, setup.state, setup.step_fn
   train_batches, score_fn, devices = setup.train_batches, setup.score_fn, setup.mesh.devices
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs

@@ -43,7 +43,7 @@ def parse_numbers(path: str, tokens: np.ndarray, field: str, dtype: type,
   except (ValueError, OverflowError):
     for line, token in enumerate(tokens, start=first_line):
       try:
-        value = dtype(token)
+        dtype(token)
         if dtype is np.int64 and not -2**63 <= int(token) < 2**63:
           raise OverflowError
       except (ValueError, OverflowError):

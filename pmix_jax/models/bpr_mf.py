@@ -21,7 +21,6 @@ from typing import ClassVar
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import register
