@@ -119,6 +119,17 @@ def load_cell(directory: str) -> tuple[dict, list[dict]] | None:
   return chosen, runs
 
 
+def grid_points(root: str, dataset: str, model: str,
+                grid: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+  """The grid points `model` trains at: an ablation (`pyramid:VARIANT`) is not tuned once
+  its full model's cell has chosen a point; it trains at that point."""
+  name, _, variant = model.partition(':')
+  base = variant and load_cell(os.path.join(root, dataset, name))
+  if not base:
+    return grid
+  return [(base[0]['lr'], base[0]['dropout'], base[0]['hidden'])]
+
+
 def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) -> dict:
   lr, dropout, hidden = point
   workdir = os.path.join(ROOT.value, dataset, model.replace(':', '-'),
@@ -146,10 +157,7 @@ def main(argv: list[str]) -> None:
   for dataset, model in itertools.product(_DATASETS.value, _MODELS.value):
     if dataset not in DATASETS:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
-    points = grid
-    base = load_cell(os.path.join(ROOT.value, dataset, model.partition(':')[0]))
-    if ':' in model and base:  # An ablation trains at its full model's chosen point.
-      points = [(base[0]['lr'], base[0]['dropout'], base[0]['hidden'])]
+    points = grid_points(ROOT.value, dataset, model, grid)
     tuned = {point: run(dataset, model, point, seeds[0]) for point in points}
     best = max(points, key=lambda p: tuned[p]['valid'][_SELECTION.value])
     with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),

@@ -68,27 +68,41 @@ def test_automlp_table2_searches_retrains_and_reports_the_chosen_k(tmp_path):
   assert 'No runs yet: ml-1m, beauty.' in text
 
 
-def test_ablations_train_at_the_full_models_point_and_are_reported_apart(tmp_path):
-  root = str(tmp_path / 'runs')
-  _run('experiments.pyramid_mixer.table1', f'--root={root}', '--datasets=synthetic',
-       '--models=pyramid,pyramid:sum_fusion', '--seeds=0', '--lrs=1e-3,1e-2',
-       '--num_epochs=1')
-  cells = {model: os.path.join(root, 'synthetic', model)
-           for model in ('pyramid', 'pyramid-sum_fusion')}
-  chosen = {}
-  for model, cell in cells.items():
-    with open(os.path.join(cell, 'chosen.json')) as f:
-      chosen[model] = json.load(f)
-  assert len(chosen['pyramid']['grid']) == 2
-  assert chosen['pyramid-sum_fusion']['grid'] == [
-      [chosen['pyramid'][key] for key in ('lr', 'dropout', 'hidden')]]
-  assert len(os.listdir(cells['pyramid-sum_fusion'])) == 2  # chosen.json and one point.
 
-  out = str(tmp_path / 'RESULTS.md')
-  _run('experiments.pyramid_mixer.report', f'--root={root}', f'--out={out}')
-  with open(out) as f:
-    main_tables, ablations = f.read().split('## Ablations')
-  assert '| synthetic | pyramid | 1 |' in main_tables
-  assert 'pyramid-sum_fusion' not in main_tables.split('## Tuning and cost')[0]
-  assert '| synthetic | pyramid | 1 |' in ablations
-  assert '| synthetic | pyramid-sum_fusion | 1 |' in ablations
+
+# In a subprocess: the runner and report define absl flags that other experiment modules
+# imported by the test session define too.
+ABLATION_CHECKS = """
+import json, os, sys
+from experiments.pyramid_mixer import report, table1
+
+root = sys.argv[1]
+grid = [(1e-3, 0.2, 64), (3e-3, 0.2, 64)]
+assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == grid
+cell = os.path.join(root, 'ml-100k', 'pyramid')
+os.makedirs(cell)
+with open(os.path.join(cell, 'chosen.json'), 'w') as f:
+  json.dump(dict(lr=3e-3, dropout=0.2, hidden=64, seeds=[0], grid=grid), f)
+assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == [(3e-3, 0.2, 64)]
+assert table1.grid_points(root, 'ml-100k', 'pyramid', grid) == grid  # Tuned.
+
+def run(ndcg, full_ndcg):
+  return dict(test={'NDCG@10': ndcg, 'HR@10': 2 * ndcg},
+              also_protocols={'full': {'test': {'NDCG@10': full_ndcg, 'HR@10': 0.5}}})
+cells = {('ml-1m', 'pyramid'): ({}, [run(0.40, 0.10), run(0.42, 0.10)]),
+         ('ml-1m', 'pyramid-sum_fusion'): ({}, [run(0.3690, 0.12)]),
+         ('ml-1m', 'sasrec'): ({}, [run(0.30, 0.09)])}
+lines = report.ablations(cells)
+assert lines[2] == '| ml-1m | pyramid | 2 | 0.4100 | 0.8200 | 0.1000 | 0.5000 |', lines
+assert lines[3] == ('| ml-1m | pyramid-sum_fusion | 1 | 0.3690 (-10.0%) | 0.7380 (-10.0%) '
+                    '| 0.1200 (+20.0%) | 0.5000 (+0.0%) |'), lines
+assert len(lines) == 4, lines  # SASRec is no ablation.
+assert report.ablations({('ml-1m', 'pyramid'): cells[('ml-1m', 'pyramid')]}) == [
+    'No ablation runs yet.']
+"""
+
+
+def test_an_ablation_trains_at_its_full_models_point_and_is_set_beside_it(tmp_path):
+  result = subprocess.run([sys.executable, '-c', ABLATION_CHECKS, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
