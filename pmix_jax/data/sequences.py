@@ -109,6 +109,12 @@ class SequenceData:
     in_train = self.stage[1:] == 0
     return np.bincount(self.behaviors[1:][in_train, 0], minlength=self.vocab_sizes[0])
 
+  def cold_share(self, split: str) -> float:
+    """Share of the `split` targets whose item never occurs among training behaviors (no
+    model can have learned its embedding; their share differs between splits)."""
+    targets = self.behaviors[self.targets(split), 0]
+    return float(np.mean(self.train_item_counts()[targets] == 0)) if len(targets) else 0.0
+
   def stats(self) -> dict[str, float]:
     lengths = self.user_length
     return dict(
@@ -116,6 +122,7 @@ class SequenceData:
         interactions=int(lengths.sum()),
         users_train_only=int(self.num_users - len(np.unique(self.owner[self.stage[1:] > 0]))),
         valid_targets=len(self.targets('valid')), test_targets=len(self.targets('test')),
+        valid_cold_targets=self.cold_share('valid'), test_cold_targets=self.cold_share('test'),
         density=float(lengths.sum() / (self.num_users * self.num_items)),
         length_p50=float(np.percentile(lengths, 50)),
         length_p90=float(np.percentile(lengths, 90)),

@@ -76,6 +76,8 @@ def test_train_end_and_train_only_users():
   assert stats['users_train_only'] == 1
   assert stats['length_max'] == 4
   assert stats['density'] == pytest.approx(10 / 18)
+  # Training items 100, 101, 102, 105: validation 104 is cold and 105 not; test 103 twice.
+  assert stats['valid_cold_targets'] == 0.5 and stats['test_cold_targets'] == 1.0
 
 
 def test_no_feature_fields():
