@@ -141,7 +141,8 @@ def main(argv: list[str]) -> None:
         + ', '.join(f'{w:.3f}' for w in record['weights']) +
         f' | {record["chosen"]} | {record["search_seconds"]:.0f} | '
         f'{run["train_seconds"]:.0f} |')
-  lines += ['', '## Every run so far', '', *table1_report.every_run(root)]
+  lines += ['', *table1_report.data_table(cells), '## Every run so far', '',
+            *table1_report.every_run(root)]
   lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(table1_report.OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')

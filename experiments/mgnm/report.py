@@ -93,12 +93,9 @@ def picture() -> list[str]:
 def most_popular(cells: dict) -> list[str]:
   """Rows in `table1_report.table`'s layout: per dataset, the most-popular ranker's test
   metrics, read from the dataset's first run."""
-  first = {}
-  for (dataset, _), (_, runs) in cells.items():
-    first.setdefault(dataset, runs[0])
   return [f'| {dataset} | most popular | - | ' + ' | '.join(
       f'{run["baselines"]["popularity"]["test"][m]:.4f}' for m in METRICS) + ' |'
-          for dataset, run in first.items()]
+          for dataset, run in table1_report.first_runs(cells).items()]
 
 
 def main(argv: list[str]) -> None:
@@ -142,6 +139,7 @@ def main(argv: list[str]) -> None:
                            ('NDCG@5', 'HR@5', 'MRR@5', 'NDCG@10', 'HR@10')),
       '',
       *picture(),
+      *table1_report.data_table(cells),
       '## Every run so far', '', *table1_report.every_run(root),
       '', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(table1_report.OUT.value + '.tmp', 'w') as f:

@@ -190,6 +190,35 @@ def ablations(cells: dict) -> list[str]:
   return lines if len(lines) > 2 else ['No ablation runs yet.']
 
 
+def first_runs(cells: dict) -> dict[str, dict]:
+  """Dataset -> its first run: what is the same for every run of a dataset (the data, the
+  most-popular ranker) is read from it."""
+  first = {}
+  for (dataset, _), (_, runs) in cells.items():
+    first.setdefault(dataset, runs[0])
+  return first
+
+
+DATA_STATS = ('users', 'items', 'interactions', 'valid_targets', 'test_targets',
+              'valid_cold_targets', 'test_cold_targets')
+
+
+def data_table(cells: dict) -> list[str]:
+  """The '## Data' section: per dataset, the sequences after the preset and the split, from
+  the runs' `data_stats` (the first run that has each; runs made before a statistic existed
+  lack it). Cold: the share of targets whose item never occurs in training."""
+  stats = {}
+  for (dataset, _), (_, runs) in cells.items():
+    for run in runs:
+      for key, value in run['data_stats'].items():
+        stats.setdefault(dataset, {}).setdefault(key, value)
+  show = lambda v: '-' if v is None else f'{v:.3f}' if isinstance(v, float) else f'{v:,}'
+  return ['## Data', '', '| dataset | ' + ' | '.join(k.replace('_', ' ') for k in DATA_STATS)
+          + ' |', '|---|' + '---|' * len(DATA_STATS)] + [
+              f'| {dataset} | ' + ' | '.join(show(values.get(k)) for k in DATA_STATS) + ' |'
+              for dataset, values in stats.items()] + ['']
+
+
 def unseen(run: dict) -> dict | None:
   """A run's scores under RecBole's sampler, `popularity:100:unseen` (None if not scored)."""
   return run['also_protocols'].get('popularity:100:unseen')
@@ -320,7 +349,7 @@ def main(argv: list[str]) -> None:
     if rows:
       lines += [f'{dataset}:', '', *rows, '']
   lines += sasrec_ml1m(_SASREC_ML1M.value)
-  lines += ['## Every run so far', '', *every_run(table1.ROOT.value)]
+  lines += [*data_table(every_cell), '## Every run so far', '', *every_run(table1.ROOT.value)]
   lines += ['', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')

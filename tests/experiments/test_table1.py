@@ -50,6 +50,10 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
           ['NDCG@10'] for s in (0, 1)]
   assert '| synthetic | sasrec | 2 |' in text
   assert f'{sum(ndcg) / 2:.4f} ±' in text  # The mean over seeds, read from the runs.
+  stats = runs[best]['data_stats']
+  assert (f'| synthetic | {stats["users"]:,} | {stats["items"]:,} | '
+          f'{stats["interactions"]:,} |') in text.split('## Data')[1]
+  assert f'{stats["test_cold_targets"]:.3f} |' in text.split('## Data')[1]
 
 
 @pytest.mark.slow
