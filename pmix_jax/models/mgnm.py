@@ -30,7 +30,9 @@ writes `W_i`, `W'_c` without a level index, and the code reuses one network):
   direction over the positions of `Z` (its K interests concatenated, `[N, L, K d']`) and a
   linear map (no bias, as the code) back to `K d'`. It replaces Z before routing, as the
   equation reads; the code adds it for the middle routing iteration only and routes the
-  output from the plain Z;
+  output from the plain Z. The recurrence (`lstm.bidirectional_lstm`) runs only as many
+  steps as the rows have behaviors, with a hand-written gradient: a scan over the whole
+  window was most of a training step on Toys' short histories;
 - Eq. 6-9, dynamic routing (`routing_iterations`, 3): coupling `c = softmax(g)` over the
   K interests of each behavior (the code's axis; 0 at padding), `v_c = Σ_j c_cj z_cj`
   (Eq. 8), `o_c = squash(v_c)` (Eq. 7), `g_cj += o_c · z_cj` (Eq. 9). As in the code
@@ -94,6 +96,7 @@ from pmix_jax.losses import NEG_INF
 from pmix_jax.models import register
 from pmix_jax.models.bpr_mf import user_ids
 from pmix_jax.models.layers import Dropout
+from pmix_jax.models.lstm import LSTMWeights, bidirectional_lstm
 
 GRAPHS = ('user_aware', 'dot')
 EXTRACTORS = ('capsule', 'bilstm', 'sum', 'self_attention')
@@ -159,33 +162,20 @@ def pool_levels(scores: jax.Array, pooling: str) -> jax.Array:
 
 
 class SequenceBiLSTM(nn.Module):
-  """A bidirectional LSTM over left-padded sequences, then a linear map (no bias).
-
-  `x` `[N, L, E]`, `valid` `[N, L]` -> `[N, L, out]` (zero at padding), or with
-  `final=True` the two final states `[N, out]`. Rows are rolled so that their behaviors come
-  first: `nn.RNN`'s `seq_lengths` (the backward direction starts at the latest behavior)
-  assume padding at the end, and padding then never precedes a behavior in either direction."""
+  """A bidirectional LSTM over left-padded sequences (`lstm.bidirectional_lstm`), then a
+  linear map (no bias): `x` `[N, L, E]`, `valid` `[N, L]` -> `[N, L, out]` (zero at
+  padding), or with `final=True` the map of the two final states `[N, out]` (forward after
+  the latest behavior, backward after the oldest)."""
   features: int  # Per direction.
   out_features: int
 
   @nn.compact
   def __call__(self, x: jax.Array, valid: jax.Array, *, final: bool = False) -> jax.Array:
-    length = x.shape[1]
-    lengths = valid.sum(axis=1)
-    pads = (length - lengths)[:, None]
-    steps = jnp.arange(length)
-    right = jnp.take_along_axis(x, ((steps + pads) % length)[..., None], axis=1)
-    cell = lambda name: nn.OptimizedLSTMCell(self.features, name=name)
-    forward_carry, forward = nn.RNN(cell('forward'))(right, seq_lengths=lengths,
-                                                     return_carry=True)
-    backward_carry, backward = nn.RNN(cell('backward'), reverse=True, keep_order=True)(
-        right, seq_lengths=lengths, return_carry=True)
+    states, finals = bidirectional_lstm(
+        x, valid, LSTMWeights(self.features, name='forward')(x.shape[-1]),
+        LSTMWeights(self.features, name='backward')(x.shape[-1]))
     readout = nn.Dense(self.out_features, use_bias=False, name='output')
-    if final:  # An LSTM carry is (c, h).
-      return readout(jnp.concatenate([forward_carry[1], backward_carry[1]], axis=-1))
-    out = jnp.concatenate([forward, backward], axis=-1)
-    out = jnp.take_along_axis(out, ((steps - pads) % length)[..., None], axis=1)
-    return readout(out) * valid[..., None]
+    return readout(finals) if final else readout(states) * valid[..., None]
 
 
 class InterestExtractor(nn.Module):

@@ -1,0 +1,175 @@
+"""A bidirectional LSTM over left-padded sequences whose cost follows their real lengths.
+
+A scan over the window runs every step for every row. MGNM runs its BiLSTM on every level of
+every training prefix, and on Toys (window 100) half the prefixes hold 3 behaviors or fewer:
+there a scan (flax's `nn.RNN`) spent most of its steps on padding and about 65% of MGNM's
+training step.
+
+Here the rows are sorted by length and cut into `groups` of equal size. One
+`lax.while_loop` per direction runs the groups one after another, each for as many steps as
+its longest row, reading and writing the left-padded `[N, L, ·]` arrays in place (a row past
+its last behavior reads zeros and writes nothing). JAX cannot reverse-differentiate a loop
+whose trip count depends on data, so the recurrence has a hand-written VJP (`_lstm`) that
+runs the same steps backwards; the tests check it against JAX's gradient of a `lax.scan`.
+
+The cell is flax's `LSTMCell`: gates i, f, g, o, sigmoid and tanh. `LSTMWeights` creates its
+parameters with the names, shapes, initialisers and random draws of `nn.OptimizedLSTMCell`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Weights = tuple[jax.Array, jax.Array, jax.Array]  # Input [E, 4H], recurrent [H, 4H], bias [4H].
+
+
+class _Kernel(nn.Module):
+  shape: tuple[int, int]
+  initializer: Callable
+  use_bias: bool
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array | None]:
+    kernel = self.param('kernel', self.initializer, self.shape)
+    if not self.use_bias:
+      return kernel, None
+    return kernel, self.param('bias', nn.initializers.zeros, self.shape[-1:])
+
+
+class LSTMWeights(nn.Module):
+  """One direction's weights, as `nn.OptimizedLSTMCell` names them (`ii`, `hi`, `if`, ...),
+  concatenated in gate order i, f, g, o."""
+  features: int  # H
+
+  @nn.compact
+  def __call__(self, in_features: int) -> Weights:
+    inputs, recurrent, biases = [], [], []
+    for gate in 'ifgo':
+      inputs.append(_Kernel((in_features, self.features), nn.initializers.lecun_normal(),
+                            False, name=f'i{gate}')()[0])
+      kernel, bias = _Kernel((self.features, self.features), nn.initializers.orthogonal(),
+                             True, name=f'h{gate}')()
+      recurrent.append(kernel)
+      biases.append(bias)
+    return (jnp.concatenate(inputs, -1), jnp.concatenate(recurrent, -1),
+            jnp.concatenate(biases, -1))
+
+
+def _positions(t: jax.Array, lengths: jax.Array, length: int, reverse: bool) -> jax.Array:
+  """The window positions of step `t` for rows of `lengths` `[S]` (left-padded): the oldest
+  behavior first, or the latest first (`reverse`). Past a row's last behavior the position
+  is `length`, out of bounds: a read there gives zeros, a write is dropped."""
+  position = length - 1 - t if reverse else length - lengths + t
+  return jnp.where(t < lengths, position, length)
+
+
+def _schedule(lengths: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Step `v` of the loop over all groups -> (group j, its step t). Group j runs for its
+  longest row, `lengths[j, 0]` steps, after the groups before it."""
+  ends = jnp.cumsum(lengths[:, 0])
+  group = jnp.minimum(jnp.searchsorted(ends, v, side='right'), lengths.shape[0] - 1)
+  return group, v - (ends[group] - lengths[group, 0])
+
+
+def _gates(x_t, h, weights):
+  w_in, w_rec, bias = weights
+  i, f, g, o = jnp.split(x_t @ w_in + h @ w_rec + bias, 4, axis=-1)
+  return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _lstm(x: jax.Array, weights: Weights, groups: jax.Array, lengths: jax.Array,
+          reverse: bool) -> jax.Array:
+  """`x` `[N, L, E]` left-padded -> hidden states `[N, L, H]` (zero at padding).
+
+  The rows run in groups, `groups` `[C, S]` (row indices; N marks an empty slot) of
+  `lengths` `[C, S]`, longest first; one `lax.while_loop` runs the groups one after the
+  other, each for as many steps as its longest row."""
+  return _lstm_fwd(x, weights, groups, lengths, reverse)[0]
+
+
+def _lstm_fwd(x, weights, groups, lengths, reverse):
+  length = x.shape[1]
+  size, hidden = groups.shape[1], weights[1].shape[0]
+
+  def step(state):
+    v, c, h, out, hs, cs = state
+    group, t = _schedule(lengths, v)
+    rows, positions = groups[group], _positions(t, lengths[group], length, reverse)
+    c, h = jnp.where(t > 0, c, 0.0), jnp.where(t > 0, h, 0.0)  # A group starts from zero.
+    i, f, g, o = _gates(x.at[rows, positions].get(mode='fill', fill_value=0), h, weights)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (v + 1, c, h, out.at[rows, positions].set(h, mode='drop'), hs.at[v].set(h),
+            cs.at[v].set(c))
+
+  zeros = jnp.zeros((size, hidden), x.dtype)
+  by_step = jnp.zeros((lengths.shape[0] * length, size, hidden), x.dtype)
+  init = (0, zeros, zeros, jnp.zeros(x.shape[:2] + (hidden,), x.dtype), by_step, by_step)
+  total = lengths[:, 0].sum()
+  _, _, _, out, hs, cs = jax.lax.while_loop(lambda s: s[0] < total, step, init)
+  return out, (x, weights, groups, lengths, hs, cs)
+
+
+def _lstm_bwd(reverse, residuals, d_out):
+  x, weights, groups, lengths, hs, cs = residuals
+  w_in, w_rec, bias = weights
+  length = x.shape[1]
+  zeros = jnp.zeros(hs.shape[1:], hs.dtype)
+
+  def step(state):
+    v, dh, dc, dx, dw_in, dw_rec, d_bias = state
+    group, t = _schedule(lengths, v)
+    rows, positions = groups[group], _positions(t, lengths[group], length, reverse)
+    last = t == lengths[group, 0] - 1  # A group's last step: nothing flows in from later.
+    dh, dc = jnp.where(last, 0.0, dh), jnp.where(last, 0.0, dc)
+    before = t > 0  # The state before step 0 is zero.
+    c_prev = jnp.where(before, cs[jnp.maximum(v - 1, 0)], 0.0)
+    h_prev = jnp.where(before, hs[jnp.maximum(v - 1, 0)], 0.0)
+    x_t = x.at[rows, positions].get(mode='fill', fill_value=0)
+    i, f, g, o = _gates(x_t, h_prev, weights)
+    tanh_c = jnp.tanh(cs[v])
+    dh = dh + d_out.at[rows, positions].get(mode='fill', fill_value=0)
+    dc = dc + dh * o * (1.0 - tanh_c**2)
+    dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * c_prev * f * (1.0 - f),
+                          dc * i * (1.0 - g**2), dh * tanh_c * o * (1.0 - o)], -1)
+    return (v - 1, dz @ w_rec.T, dc * f, dx.at[rows, positions].set(dz @ w_in.T, mode='drop'),
+            dw_in + x_t.T @ dz, dw_rec + h_prev.T @ dz, d_bias + dz.sum(0))
+
+  init = (lengths[:, 0].sum() - 1, zeros, zeros, jnp.zeros_like(x), jnp.zeros_like(w_in),
+          jnp.zeros_like(w_rec), jnp.zeros_like(bias))
+  _, _, _, dx, *d_weights = jax.lax.while_loop(lambda s: s[0] >= 0, step, init)
+  return dx, tuple(d_weights), None, None
+
+
+_lstm.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+def bidirectional_lstm(x: jax.Array, valid: jax.Array, forward: Weights, backward: Weights,
+                       groups: int = 8) -> tuple[jax.Array, jax.Array]:
+  """`x` `[N, L, E]` left-padded, `valid` `[N, L]` (each row's behaviors contiguous at the
+  end) -> the two directions' states concatenated, `[N, L, 2H]` (zero at padding), and
+  their final states `[N, 2H]`: forward after the latest behavior, backward after the
+  oldest (zero for an empty row).
+
+  The rows are sorted by length and cut into `groups` of equal size. `groups` trades the
+  steps skipped against the steps' size; the values do not depend on it."""
+  x, valid = jnp.asarray(x), jnp.asarray(valid)
+  n, length, _ = x.shape
+  lengths = valid.sum(axis=1)
+  groups = max(1, min(groups, n))
+  size = -(-n // groups)
+  slots = jnp.concatenate([jnp.argsort(-lengths, stable=True),  # Longest first; n: empty.
+                           jnp.full((groups * size - n,), n)]).reshape(groups, size)
+  slot_lengths = jnp.concatenate([lengths, jnp.zeros((1,), lengths.dtype)])[slots]
+  ahead = _lstm(x, forward, slots, slot_lengths, False)
+  behind = _lstm(x, backward, slots, slot_lengths, True)
+  rows = jnp.arange(n)
+  final = jnp.concatenate([ahead[rows, length - 1],
+                           behind[rows, length - jnp.maximum(lengths, 1)]], axis=-1)
+  return jnp.concatenate([ahead, behind], axis=-1), final * (lengths > 0)[:, None]
