@@ -61,10 +61,11 @@ def loss(fn, x, valid, forward, backward):
   return jnp.sum(jnp.sin(states) * probe) + jnp.sum(finals**2)
 
 
-@pytest.mark.parametrize('groups', [1, 2, 4, 20])  # 4 does not divide 9 rows; 20 > 9.
-def test_values_and_gradients_match_a_scan_per_row(groups):
+# 4 groups do not divide 9 rows; 20 > 9; (1, 8), the default, picks per batch.
+@pytest.mark.parametrize('groupings', [(1,), (2,), (4,), (20,), (1, 8)])
+def test_values_and_gradients_match_a_scan_per_row(groupings):
   x, valid, forward, backward = make_case()
-  ours = jax.jit(lambda *a: bidirectional_lstm(*a, groups=groups))
+  ours = jax.jit(lambda *a: bidirectional_lstm(*a, groupings=groupings))
   states, finals = ours(x, valid, forward, backward)
   want_states, want_finals = reference(x, valid, forward, backward)
   np.testing.assert_allclose(states, want_states, rtol=1e-5, atol=1e-6)
@@ -82,7 +83,7 @@ def test_padding_and_empty_rows_are_inert():
   """Zero states at padding, zero finals for an empty row, and no gradient reaches an
   input under the padding."""
   x, valid, forward, backward = make_case(1)
-  states, finals = bidirectional_lstm(x, valid, forward, backward, groups=3)
+  states, finals = bidirectional_lstm(x, valid, forward, backward, groupings=(3,))
   assert not np.asarray(states)[~np.asarray(valid)].any()
   empty = np.array(LENGTHS) == 0
   assert not np.asarray(finals)[empty].any() and np.asarray(finals)[~empty].all()
