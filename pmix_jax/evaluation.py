@@ -34,6 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pmix_jax.data import batches as batches_lib
 from pmix_jax.data.sequences import SequenceData
 from pmix_jax.errors import ConfigError
+from pmix_jax.mesh import DATA_AXIS
 
 # (params, inputs [B, L, F]) -> [B, V] scores of every item; with a third argument, item ids
 # `candidates` [B, C], -> [B, C] the scores of those items only (what sampled protocols ask).
@@ -209,7 +210,7 @@ class Evaluator:
 
     def lay_out(array: np.ndarray) -> jax.Array:
       array = array.reshape(num_batches, self.batch_size, *array.shape[1:])
-      return jax.device_put(array, NamedSharding(self.mesh, P(None, 'data')))
+      return jax.device_put(array, NamedSharding(self.mesh, P(None, DATA_AXIS)))
 
     self.arrays = dict(
         inputs=lay_out(batches_lib.gather_inputs(self.data, rows, self.max_len)),

@@ -35,9 +35,10 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pmix_jax import data as data_lib
+from pmix_jax import mesh as mesh_lib
 from pmix_jax import models, train
 from pmix_jax.data import batches as batches_lib
 from pmix_jax.errors import ConfigError
@@ -124,9 +125,9 @@ def run_search(config: ml_collections.ConfigDict,
   data = data_lib.load(config.data)
   max_len = config.data.max_len
   model = models.build(config.model, data.vocab_sizes, max_len)
-  mesh = Mesh(np.array(jax.devices()), ('data',))
+  mesh = mesh_lib.data_mesh()
   train.check_config(config, model, mesh.devices.size)
-  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
   batch_size = config.train.batch_size
   train_batches = batches_lib.TrainBatches(data, batches_lib.prefix_rows(data), max_len,
                                            batch_size, False, config.seed)
@@ -152,11 +153,11 @@ def run_search(config: ml_collections.ConfigDict,
                               num_negatives=config.train.num_negatives,
                               sequence_targets=False)
   step_fn = jax.jit(
-      functools.partial(search_step, loss_fn=loss_fn, weights_tx=weights_tx, arch_tx=arch_tx,
-                        second_order=options.order == 'second',
-                        xi=options.xi or config.train.lr,
-                        length_cost=np.asarray(candidates, np.float32) / max(candidates),
-                        length_penalty=options.length_penalty),
+      mesh_lib.on_mesh(functools.partial(
+          search_step, loss_fn=loss_fn, weights_tx=weights_tx, arch_tx=arch_tx,
+          second_order=options.order == 'second', xi=options.xi or config.train.lr,
+          length_cost=np.asarray(candidates, np.float32) / max(candidates),
+          length_penalty=options.length_penalty), mesh),
       in_shardings=(replicated, batch_sharding, batch_sharding),
       out_shardings=(replicated, replicated), donate_argnums=0)
 

@@ -30,6 +30,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pmix_jax import data as data_lib
+from pmix_jax import mesh as mesh_lib
 from pmix_jax import evaluation, losses, models
 from pmix_jax.data import batches as batches_lib
 from pmix_jax.errors import ConfigError
@@ -265,9 +266,9 @@ class Setup:
     data = data_lib.load(config.data)
     max_len = config.data.max_len
     model = models.build(config.model, data.vocab_sizes, max_len)
-    mesh = Mesh(np.array(jax.devices()), ('data',))
+    mesh = mesh_lib.data_mesh()
     check_config(config, model, mesh.devices.size)
-    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     sequence_targets = config.train.targets == 'seq2seq'
     rows = (batches_lib.window_rows(data, max_len, config.train.window_stride or max_len)
             if sequence_targets else batches_lib.prefix_rows(data))
@@ -284,13 +285,13 @@ class Setup:
 
     state = jax.jit(init, out_shardings=replicated)(jax.random.key(config.seed))
     step_fn = jax.jit(
-        functools.partial(train_step, model=model, tx=tx, loss=config.train.loss,
-                          num_negatives=config.train.num_negatives,
-                          sequence_targets=sequence_targets),
+        mesh_lib.on_mesh(functools.partial(
+            train_step, model=model, tx=tx, loss=config.train.loss,
+            num_negatives=config.train.num_negatives, sequence_targets=sequence_targets), mesh),
         in_shardings=(replicated, batch_sharding), out_shardings=(replicated, replicated),
         donate_argnums=0)
     return cls(data, max_len, model, mesh, train_batches, state, step_fn,
-               make_score_fn(model))
+               mesh_lib.on_mesh(make_score_fn(model), mesh))
 
 
 def _evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, split: str,
@@ -363,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_batches, score_fn, devices = setup.train_batches, setup.score_fn, setup.mesh.devices
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
-  batch_sharding = NamedSharding(setup.mesh, P('data'))
+  batch_sharding = NamedSharding(setup.mesh, P(mesh_lib.DATA_AXIS))
   evaluator = functools.partial(_evaluator, config, setup, workdir)
   validate = evaluator('valid')
 

@@ -69,11 +69,13 @@ def test_resume_after_kill_ends_with_the_same_results(tmp_path):
     assert actual[key] == expected[key], key
 
 
-def test_four_devices_match_one_device(tmp_path):
+# MGNM: its BiLSTM sorts and loops over each device's rows (shard_map).
+@pytest.mark.parametrize('model', ['sasrec', 'mgnm'])
+def test_four_devices_match_one_device(model, tmp_path):
   flags = tiny_flags(train__num_epochs=1, train__log_every_steps=1)
   losses = {}
   for devices in (1, 4):
-    run = run_main('sasrec', str(tmp_path / str(devices)), flags, devices=devices)
+    run = run_main(model, str(tmp_path / str(devices)), flags, devices=devices)
     assert run.returncode == 0, run.stderr
     results = json.loads((tmp_path / str(devices) / 'results.json').read_text())
     assert results['num_devices'] == devices

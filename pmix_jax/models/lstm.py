@@ -24,6 +24,9 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+from pmix_jax.mesh import DATA_AXIS
 
 Weights = tuple[jax.Array, jax.Array, jax.Array]  # Input [E, 4H], recurrent [H, 4H], bias [4H].
 
@@ -162,6 +165,23 @@ def bidirectional_lstm(x: jax.Array, valid: jax.Array, forward: Weights, backwar
   end) -> the two directions' states concatenated, `[N, L, 2H]` (zero at padding), and
   their final states `[N, 2H]`: forward after the latest behavior, backward after the
   oldest (zero for an empty row).
+
+  Under a context mesh with a data axis (the training and evaluation steps set it), every
+  device sorts and runs its own rows (`jax.shard_map`): sorting the global batch would make
+  every step of the loops gather rows from all devices."""
+  mesh = jax.sharding.get_abstract_mesh()
+  local = functools.partial(_bidirectional_lstm, groupings=groupings)
+  if mesh.empty or mesh.shape.get(DATA_AXIS, 1) == 1:
+    return local(x, valid, forward, backward)
+  rows, replicated = P(DATA_AXIS), P()
+  # check_vma=False: the loops' carries start as constants and become per-device values.
+  return jax.shard_map(local, mesh=mesh, in_specs=(rows, rows, replicated, replicated),
+                       out_specs=(rows, rows), check_vma=False)(x, valid, forward, backward)
+
+
+def _bidirectional_lstm(x: jax.Array, valid: jax.Array, forward: Weights, backward: Weights,
+                        groupings: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """`bidirectional_lstm` on one device's rows.
 
   The rows are sorted by length and cut into G groups of equal size, G one of `groupings`:
   per batch, the one of least estimated cost (iterations, and rows times steps). Many
