@@ -5,12 +5,17 @@ every training prefix, and on Toys (window 100) half the prefixes hold 3 behavio
 there a scan (flax's `nn.RNN`) spent most of its steps on padding and about 65% of MGNM's
 training step.
 
-Here the rows are sorted by length and cut into groups of equal size. One
-`lax.while_loop` per direction runs the groups one after another, each for as many steps as
-its longest row (the number of groups is chosen per batch), reading and writing the left-padded `[N, L, ·]` arrays in place (a row past
-its last behavior reads zeros and writes nothing). JAX cannot reverse-differentiate a loop
-whose trip count depends on data, so the recurrence has a hand-written VJP (`_lstm`) that
-runs the same steps backwards; the tests check it against JAX's gradient of a `lax.scan`.
+Here the rows are sorted by length and cut into groups of equal size (how many is chosen
+per batch). One `lax.while_loop` per direction runs the groups one after another, each for
+as many steps as its longest row, reading and writing the left-padded `[N, L, ·]` arrays in
+place (a row past its last behavior reads zeros and writes nothing). JAX cannot
+reverse-differentiate a loop whose trip count depends on data, so the recurrence has a
+hand-written VJP (`_lstm`) that runs the same steps backwards, recomputing the gates from the
+stored states; the tests check it against JAX's gradient of a `lax.scan`.
+
+Limits: no forward-mode differentiation (`jvp`) through the custom VJP; under `vmap` the
+per-batch choice runs both groupings and every loop runs to the longest row of all; each
+row's behaviors must be contiguous at the end of its window, as left padding makes them.
 
 The cell is flax's `LSTMCell`: gates i, f, g, o, sigmoid and tanh. `LSTMWeights` creates its
 parameters with the names, shapes, initialisers and random draws of `nn.OptimizedLSTMCell`.
@@ -75,11 +80,13 @@ def _schedule(lengths: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Step `v` of the loop over all groups -> (group j, its step t). Group j runs for its
   longest row, `lengths[j, 0]` steps, after the groups before it."""
   ends = jnp.cumsum(lengths[:, 0])
+  # The minimum only matters past the last step, which `vmap` may run for finished lanes.
   group = jnp.minimum(jnp.searchsorted(ends, v, side='right'), lengths.shape[0] - 1)
   return group, v - (ends[group] - lengths[group, 0])
 
 
-def _gates(x_t, h, weights):
+def _gates(x_t: jax.Array, h: jax.Array, weights: Weights) -> tuple[jax.Array, ...]:
+  """`x_t` `[S, E]`, `h` `[S, H]` -> the activated gates i, f, g, o, each `[S, H]`."""
   w_in, w_rec, bias = weights
   i, f, g, o = jnp.split(x_t @ w_in + h @ w_rec + bias, 4, axis=-1)
   return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
@@ -91,8 +98,9 @@ def _lstm(x: jax.Array, weights: Weights, groups: jax.Array, lengths: jax.Array,
   """`x` `[N, L, E]` left-padded -> hidden states `[N, L, H]` (zero at padding).
 
   The rows run in groups, `groups` `[C, S]` (row indices; N marks an empty slot) of
-  `lengths` `[C, S]`, longest first; one `lax.while_loop` runs the groups one after the
-  other, each for as many steps as its longest row."""
+  `lengths` `[C, S]`, each group's longest row first (it sets the group's steps); one
+  `lax.while_loop` runs the groups one after the other. The VJP keeps h and c by loop step,
+  `[C * L, S, H]`."""
   return _lstm_fwd(x, weights, groups, lengths, reverse)[0]
 
 
@@ -155,7 +163,8 @@ _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 # What one more loop iteration costs, in row-steps (one row through one step): measured on a
 # 2-core CPU (MGNM's BiLSTM at 64 inputs and 16 states, forward and backward) by timing
-# full-length batches cut into 1 and 8 groups. It only steers the choice of grouping.
+# full-length batches cut into 1 and 8 groups; other platforms differ. It only steers the
+# choice of grouping, never the values.
 ITERATION_COST = 100
 
 
@@ -187,8 +196,14 @@ def _bidirectional_lstm(x: jax.Array, valid: jax.Array, forward: Weights, backwa
   per batch, the one of least estimated cost (iterations, and rows times steps). Many
   groups skip the padding of short rows; one group makes the fewest, largest steps, best
   when every row is long. The values do not depend on the choice."""
-  x, valid = jnp.asarray(x), jnp.asarray(valid)
+  dtype = jnp.result_type(x, *forward, *backward)  # The loops' carries need one dtype.
+  x, valid = jnp.asarray(x, dtype), jnp.asarray(valid)
+  forward, backward = (tuple(jnp.asarray(w, dtype) for w in weights)
+                       for weights in (forward, backward))
   n, length, _ = x.shape
+  if n == 0:
+    return jnp.zeros((0, length, 2 * forward[1].shape[0]), dtype), jnp.zeros(
+        (0, 2 * forward[1].shape[0]), dtype)
   lengths = valid.sum(axis=1)
   order = jnp.argsort(-lengths, stable=True)  # Longest first; row n is an empty slot.
   padded_lengths = jnp.concatenate([lengths, jnp.zeros((1,), lengths.dtype)])
@@ -212,6 +227,7 @@ def _bidirectional_lstm(x: jax.Array, valid: jax.Array, forward: Weights, backwa
   states = jax.lax.switch(choice, [functools.partial(run, groups) for groups in groupings])
   rows = jnp.arange(n)
   hidden = states.shape[-1] // 2
+  # The states at the latest and at the oldest behavior (zero for an empty row: padding).
   final = jnp.concatenate([states[rows, length - 1, :hidden],
                            states[rows, length - jnp.maximum(lengths, 1), hidden:]], axis=-1)
-  return states, final * (lengths > 0)[:, None]
+  return states, final

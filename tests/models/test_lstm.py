@@ -1,6 +1,7 @@
 """Tests of the length-aware bidirectional LSTM: values and hand-written gradients against
-an LSTM scanned with `lax.scan` over each unpadded row and differentiated by JAX; no
-dependence on the grouping; empty rows; flax's parameter names and initial values."""
+an LSTM scanned with `lax.scan` over every position (updating only at real behaviors) and
+differentiated by JAX, under every grouping; empty rows and batches; mixed dtypes; flax's
+parameter names and initial values."""
 
 import flax.linen as nn
 import jax
@@ -14,41 +15,40 @@ HIDDEN, FEATURES, LENGTH = 3, 4, 7
 LENGTHS = [7, 0, 3, 1, 7, 5, 2, 0, 4]  # A full row, empty rows, ties.
 
 
-def scanned_lstm(x, weights):
-  """`x` `[T, E]` -> `[T, H]`, the textbook recurrence under `lax.scan`."""
-  w_in, w_rec, bias = weights
-
-  def step(carry, x_t):
-    c, h = carry
-    i, f, g, o = jnp.split(x_t @ w_in + h @ w_rec + bias, 4)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (c, h), h
-
-  zeros = jnp.zeros(w_rec.shape[0])
-  return jax.lax.scan(step, (zeros, zeros), x)[1]
-
-
 def reference(x, valid, forward, backward):
-  """Row by row over the real behaviors only: states `[N, L, 2H]` and finals `[N, 2H]`."""
-  states, finals = [], []
-  for row, mask in zip(x, np.asarray(valid)):
-    real = row[mask]
-    out = jnp.zeros((LENGTH, 2 * HIDDEN))
-    final = jnp.zeros(2 * HIDDEN)
-    if len(real):
-      ahead, behind = scanned_lstm(real, forward), scanned_lstm(real[::-1], backward)[::-1]
-      out = out.at[LENGTH - len(real):].set(jnp.concatenate([ahead, behind], -1))
-      final = jnp.concatenate([ahead[-1], behind[0]])
-    states.append(out)
-    finals.append(final)
-  return jnp.stack(states), jnp.stack(finals)
+  """The textbook recurrence under `lax.scan` over every position, the state updated only
+  at real behaviors (masking, where ours gathers): states `[N, L, 2H]`, finals `[N, 2H]`."""
+
+  def direction(weights, reverse):
+    w_in, w_rec, bias = weights
+
+    def step(carry, inputs):
+      x_t, valid_t = inputs
+      c, h = carry
+      i, f, g, o = jnp.split(x_t @ w_in + h @ w_rec + bias, 4, axis=-1)
+      new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+      new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+      keep = valid_t[:, None]
+      c, h = jnp.where(keep, new_c, c), jnp.where(keep, new_h, h)
+      return (c, h), h * keep
+
+    zeros = jnp.zeros((x.shape[0], w_rec.shape[0]))
+    _, states = jax.lax.scan(step, (zeros, zeros), (x.transpose(1, 0, 2), valid.T),
+                             reverse=reverse)
+    return states.transpose(1, 0, 2)
+
+  ahead, behind = direction(forward, False), direction(backward, True)
+  lengths = valid.sum(1)
+  rows = jnp.arange(x.shape[0])
+  finals = jnp.concatenate([ahead[:, -1], behind[rows, x.shape[1] - jnp.maximum(lengths, 1)]],
+                           -1)
+  return jnp.concatenate([ahead, behind], -1), finals
 
 
-def make_case(seed=0):
+def make_case(seed=0, lengths=LENGTHS):
   rng = np.random.default_rng(seed)
-  valid = np.arange(LENGTH)[None] >= LENGTH - np.array(LENGTHS)[:, None]
-  x = rng.normal(size=(len(LENGTHS), LENGTH, FEATURES)).astype(np.float32)  # Padding too.
+  valid = np.arange(LENGTH)[None] >= LENGTH - np.array(lengths, int)[:, None]
+  x = rng.normal(size=(len(lengths), LENGTH, FEATURES)).astype(np.float32)  # Padding too.
   weights = lambda: tuple(jnp.asarray(rng.normal(scale=0.7, size=shape).astype(np.float32))
                           for shape in [(FEATURES, 4 * HIDDEN), (HIDDEN, 4 * HIDDEN),
                                         (4 * HIDDEN,)])
@@ -61,10 +61,16 @@ def loss(fn, x, valid, forward, backward):
   return jnp.sum(jnp.sin(states) * probe) + jnp.sum(finals**2)
 
 
-# 4 groups do not divide 9 rows; 20 > 9; (1, 8), the default, picks per batch.
-@pytest.mark.parametrize('groupings', [(1,), (2,), (4,), (20,), (1, 8)])
-def test_values_and_gradients_match_a_scan_per_row(groupings):
-  x, valid, forward, backward = make_case()
+# 4 groups do not divide 9 rows; 20 > 9; (1, 8), the default, picks per batch: 1 group for
+# LENGTHS; 8 for 512 rows of which 2 are long (the cost model's case for skipping padding).
+MANY_SHORT = [LENGTH, LENGTH] + [1] * 510
+CASES = [(LENGTHS, (1,)), (LENGTHS, (2,)), (LENGTHS, (4,)), (LENGTHS, (20,)), (LENGTHS, (1, 8)),
+         (MANY_SHORT, (1, 8)), ([0, 0, 0], (1, 8)), ([3], (1, 8))]
+
+
+@pytest.mark.parametrize('lengths,groupings', CASES)
+def test_values_and_gradients_match_a_masked_scan(lengths, groupings):
+  x, valid, forward, backward = make_case(lengths=lengths)
   ours = jax.jit(lambda *a: bidirectional_lstm(*a, groupings=groupings))
   states, finals = ours(x, valid, forward, backward)
   want_states, want_finals = reference(x, valid, forward, backward)
@@ -101,3 +107,13 @@ def test_weights_are_flax_lstm_cells():
   ours = LSTMWeights(HIDDEN).init(jax.random.key(3), FEATURES)
   assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(flax_params)
   jax.tree_util.tree_map(np.testing.assert_array_equal, ours, flax_params)
+
+
+def test_empty_batch_and_mixed_dtypes():
+  x, valid, forward, backward = make_case()
+  states, finals = bidirectional_lstm(x[:0], valid[:0], forward, backward)
+  assert states.shape == (0, LENGTH, 2 * HIDDEN) and finals.shape == (0, 2 * HIDDEN)
+  low = bidirectional_lstm(x.astype(jnp.bfloat16), valid, forward, backward)[0]
+  assert low.dtype == jnp.float32  # Promoted with the weights, as flax's cell does.
+  np.testing.assert_allclose(low, bidirectional_lstm(x, valid, forward, backward)[0],
+                             atol=0.05)
