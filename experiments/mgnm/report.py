@@ -76,6 +76,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
   user-aware graph and the iterated GCN of the paper, not the code's variants).
 - **TGSRec and MIMN** are not implemented; their rows are the paper's only.
+- **Training time.** MGNM's Toys seed 0 ran before the BiLSTM skipped padding
+  (`pmix_jax/models/lstm.py`): about 190 s per epoch against about 130 s after, with the same
+  parameters and values (`python -m experiments.mgnm.epoch_time` times one epoch). The
+  "train s / epoch" column averages the runs as they ran.
 - **Missing cells** are runs not done yet on this 2-core CPU machine; the commands above
   produce them."""
 
