@@ -127,7 +127,8 @@ def run_search(config: ml_collections.ConfigDict,
   model = models.build(config.model, data.vocab_sizes, max_len)
   mesh = mesh_lib.data_mesh()
   train.check_config(config, model, mesh.devices.size)
-  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
   batch_size = config.train.batch_size
   train_batches = batches_lib.TrainBatches(data, batches_lib.prefix_rows(data), max_len,
                                            batch_size, False, config.seed)

@@ -268,7 +268,8 @@ class Setup:
     model = models.build(config.model, data.vocab_sizes, max_len)
     mesh = mesh_lib.data_mesh()
     check_config(config, model, mesh.devices.size)
-    replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
+    replicated = NamedSharding(mesh, P())
+    batch_sharding = NamedSharding(mesh, P(mesh_lib.DATA_AXIS))
     sequence_targets = config.train.targets == 'seq2seq'
     rows = (batches_lib.window_rows(data, max_len, config.train.window_stride or max_len)
             if sequence_targets else batches_lib.prefix_rows(data))
