@@ -40,7 +40,10 @@ def test_workdir_holds_config_checkpoints_events_and_results(tmp_path):
 
 
 def _commits(workdir):
-  return glob.glob(os.path.join(workdir, 'checkpoints', 'latest', '*', 'commit_success.txt'))
+  """Finalized checkpoints: orbax writes commit_success.txt in `<step>.orbax-checkpoint-tmp`
+  before renaming it to `<step>`, so a kill in between leaves none."""
+  found = glob.glob(os.path.join(workdir, 'checkpoints', 'latest', '*', 'commit_success.txt'))
+  return [path for path in found if os.path.basename(os.path.dirname(path)).isdigit()]
 
 
 def test_resume_after_kill_ends_with_the_same_results(tmp_path):
