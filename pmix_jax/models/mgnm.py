@@ -68,6 +68,10 @@ both 1e-5 against a sum over 42 targets of 6 rows each, each row repeating its h
 adjacency: per target its L1 weight is 6e-5 and its L2 weight 1e-5 / 42. Negatives are
 uniform over the items other than the target (the code also avoids the history; we do not:
 among the papers' 56k-242k items, one of a history of 100 is a rare draw).
+`train.loss='sampled_softmax'` (not the paper's; `configs/mgnm.py:sampled_softmax`) swaps
+the BCE for the multi-interest baselines' loss: per level, a softmax over the target and
+`num_negatives` uniform items shared by the batch, so that a comparison with MIND or
+ComiRec can tell the model from its training signal.
 
 `__call__` keeps the model contract for the tools that use it: hidden `[B, 1, D]` is the
 interests averaged over K and the levels (the user state under uniform attention), which
@@ -339,24 +343,41 @@ class MGNM(nn.Module):
                               self.vocab_sizes[0] - 1)
     return draw + (draw >= targets[..., None])  # Skips the target: [1, V) minus it.
 
+  def shared_negatives(self, num_negatives: int) -> jax.Array:
+    """`[num_negatives]` items uniform over `[1, V)` with replacement, shared by the batch
+    (the 'negatives' stream's first draw in `training_loss` with `sampled_softmax`)."""
+    return jax.random.randint(self.make_rng('negatives'), (num_negatives,), 1,
+                              self.vocab_sizes[0])
+
   def training_loss(self, batch: dict[str, jax.Array], *, loss: str,
                     num_negatives: int) -> jax.Array:
-    """Eq. 16-17: per-level BCE summed over levels, averaged over targets, plus the L1 and
-    L2 terms (see the module doc)."""
-    if loss != 'bce':
+    """Eq. 16-17 (`loss='bce'`): per-level BCE summed over levels, averaged over targets,
+    plus the L1 and L2 terms (see the module doc). `loss='sampled_softmax'` replaces the
+    BCE by a per-level softmax over the target and `num_negatives` uniform items shared by
+    the batch (MIND's and ComiRec's loss; not the paper's)."""
+    if loss not in ('bce', 'sampled_softmax'):
       raise ConfigError(f"mgnm trains with its paper's binary cross-entropy over sampled "
-                        f"negatives: set config.train.loss='bce', not {loss!r}")
+                        f"negatives, config.train.loss='bce' (or 'sampled_softmax', the "
+                        f"multi-interest baselines' loss), not {loss!r}")
     if num_negatives < 1:
       raise ConfigError('mgnm needs config.train.num_negatives >= 1')
     targets = jnp.asarray(batch['targets'])
     if targets.ndim != 1:
       raise ConfigError("mgnm scores one target per row: set config.train.targets='prefix'")
-    negatives = self.negatives(targets, num_negatives)
     q, a, table = self.interests(batch['inputs'], train=True)
-    candidates = jnp.concatenate([targets[:, None], negatives], axis=1)  # [B, 1 + n]
-    scores = self.level_scores(q, table[candidates])  # [B, levels, 1 + n]
-    per_level = -(jax.nn.log_sigmoid(scores[..., 0])
-                  + jax.nn.log_sigmoid(-scores[..., 1:]).sum(-1))  # Eq. 17
+    if loss == 'bce':
+      negatives = self.negatives(targets, num_negatives)
+      candidates = jnp.concatenate([targets[:, None], negatives], axis=1)  # [B, 1 + n]
+      scores = self.level_scores(q, table[candidates])  # [B, levels, 1 + n]
+      per_level = -(jax.nn.log_sigmoid(scores[..., 0])
+                    + jax.nn.log_sigmoid(-scores[..., 1:]).sum(-1))  # Eq. 17
+    else:
+      shared = self.shared_negatives(num_negatives)
+      positive = self.level_scores(q, table[targets][:, None])[..., 0]  # [B, levels]
+      negative = attend(jnp.einsum('blkd,sd->blks', q, table[shared]))  # [B, levels, n]
+      negative = jnp.where(shared == targets[:, None, None], NEG_INF, negative)
+      per_level = jax.nn.logsumexp(
+          jnp.concatenate([positive[..., None], negative], axis=-1), axis=-1) - positive
     rows = targets > 0  # 0: a filler row.
     mean = lambda per_row: jnp.sum(jnp.where(rows, per_row, 0.0)) / jnp.maximum(rows.sum(), 1)
     total = mean(per_level.sum(axis=1))  # Eq. 16's sum over levels.

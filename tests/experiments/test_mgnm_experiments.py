@@ -20,7 +20,7 @@ def _run(module, *args):
 @pytest.mark.slow
 def test_mgnm_table_selects_on_gauc_reports_and_draws_interests(tmp_path):
   root = str(tmp_path / 'runs')
-  _run('experiments.mgnm.table2', f'--root={root}', '--datasets=synthetic', '--models=mgnm',
+  _run('experiments.mgnm.table2', f'--root={root}', '--datasets=synthetic', '--models=mgnm,mind',
        '--seeds=0', '--num_epochs=1', '--max_len=16')
   cell = os.path.join(root, 'synthetic', 'mgnm')
   with open(os.path.join(cell, 'chosen.json')) as f:
@@ -32,6 +32,12 @@ def test_mgnm_table_selects_on_gauc_reports_and_draws_interests(tmp_path):
   out = str(tmp_path / 'RESULTS.md')
   text = _run('experiments.mgnm.report', f'--root={root}', f'--out={out}')
   assert f'| synthetic | mgnm | 1 | {results["test"]["GAUC"]:.4f} ± 0.0000 |' in text
+  with open(os.path.join(root, 'synthetic', 'mind', 'lr=0.001,dropout=0,hidden=16', 'seed=0',
+                         'results.json')) as f:
+    mind = json.load(f)['test']['GAUC']
+  gap = results['test']['GAUC'] - mind
+  assert f'| mind | 1 | {mind:.4f} | {gap:+.4f} |' in text  # MGNM against each baseline.
+  assert ('behind 1 of 1' if gap < 0 else 'ahead of all 1') in text
   picture = str(tmp_path / 'interests.png')
   _run('experiments.mgnm.interests', f'--config={REPO}/configs/mgnm.py', f'--workdir={run}',
        '--config.data.max_len=16', '--config.data.split=per_user_temporal',

@@ -293,6 +293,37 @@ def test_training_loss_matches_numpy():
   assert l2 * 0.5 * squares > 1e-4 * expected
 
 
+def test_sampled_softmax_loss_matches_numpy():
+  """The baselines' loss: per level, the target's softmax against negatives shared by the
+  batch (an accidental hit of the target counts for nothing), summed over levels, with the
+  same L1 and L2 terms."""
+  l1, l2, num_negatives = 0.01, 1e-3, 40
+  model = make_model(l1_weight=l1, l2_weight=l2)
+  inputs = np.concatenate([make_inputs(seed=3), np.zeros((1, MAX_LEN, 2), np.int32)])
+  targets = np.array([4, 9, 9, 0], np.int32)
+  rngs = {'dropout': jax.random.key(1), 'negatives': jax.random.key(2)}
+  v = params_for(model)
+  loss = model.apply(v, dict(inputs=inputs, targets=targets), loss='sampled_softmax',
+                     num_negatives=num_negatives, rngs=rngs, method='training_loss')
+
+  shared = np.asarray(model.apply({}, num_negatives, method='shared_negatives', rngs=rngs))
+  assert ((shared >= 1) & (shared < VOCAB[0])).all()
+  assert np.isin(targets[:3], shared).any()  # The hit masking below is exercised.
+  q, sown, table = interests(model, inputs, train_mode=True, key=1)
+  a = np.asarray(sown['adjacency'], np.float64)
+  positive = np_level_scores(q, table[targets][:, None])  # [B, levels, 1]
+  negative = np_level_scores(q, np.broadcast_to(table[shared], (len(targets),) + table[shared].shape))
+  logits = np.concatenate([positive, np.where(shared == targets[:, None, None], -np.inf,
+                                              negative)], axis=-1)
+  top = logits.max(-1, keepdims=True)
+  log_softmax = positive[..., 0] - (top[..., 0] + np.log(np.exp(logits - top).sum(-1)))
+  real = targets > 0
+  squares = sum(np.sum(np.asarray(w, np.float64)**2) for w in jax.tree_util.tree_leaves(v))
+  expected = (-log_softmax.sum(axis=1)[real].mean() + l1 * a.sum(axis=(1, 2))[real].mean()
+              + l2 * 0.5 * squares)
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
 def test_negatives_are_uniform_over_other_items():
   assert_negatives_are_uniform(make_model(), {}, VOCAB[0])
 
@@ -450,7 +481,7 @@ def test_bad_config_is_a_clear_error(overrides, message):
     init_shapes(make_model(**overrides))
 
 
-def test_training_needs_bce_prefix_targets_and_a_user_field():
+def test_training_needs_its_losses_prefix_targets_and_a_user_field():
   model = make_model()
   inputs = make_inputs()
   v = variables()
@@ -458,6 +489,8 @@ def test_training_needs_bce_prefix_targets_and_a_user_field():
       v, batch, loss=loss, num_negatives=2, method='training_loss',
       rngs={'dropout': jax.random.key(0), 'negatives': jax.random.key(1)}))
   assert run(dict(inputs=inputs, targets=np.ones(3, np.int32))).shape == ()
+  assert run(dict(inputs=inputs, targets=np.ones(3, np.int32)),
+             loss='sampled_softmax').shape == ()
   with pytest.raises(ConfigError, match="config.train.loss='bce'"):
     run(dict(inputs=inputs, targets=np.ones(3, np.int32)), loss='softmax')
   with pytest.raises(ConfigError, match="targets='prefix'"):
