@@ -163,8 +163,9 @@ _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 # What one more loop iteration costs, in row-steps (one row through one step): measured on a
 # 2-core CPU (MGNM's BiLSTM at 64 inputs and 16 states, forward and backward) by timing
-# full-length batches cut into 1 and 8 groups; other platforms differ. It only steers the
-# choice of grouping, never the values.
+# full-length batches cut into 1 and 8 groups; `python -m experiments.lstm_grouping`
+# re-derives it on other hardware (here it gave 81 and 85 in two quiet runs; 100 came from
+# an earlier one-off timing). It only steers the choice of grouping, never the values.
 ITERATION_COST = 100
 
 
