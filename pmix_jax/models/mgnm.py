@@ -25,8 +25,7 @@ Sequential capsule network, applied to every level with one set of weights (the 
 writes `W_i`, `W'_c` without a level index, and the code reuses one network):
 - Eq. 5, a bilinear map per position: `z_cj = W_jc h_j`, `W` `[L, K, d', D]` (the code's
   `bilinear_type=2`, positions counted from the latest behavior), `Z` `[N, K, L, d']` with
-  `N = B * levels`. `bilinear='interest'` (the code's `bilinear_type=1`, not the paper's)
-  shares each interest's map `W_c` `[K, d', D]` by all positions;
+  `N = B * levels`;
 - Eq. 10, `Z = Z + BiLSTM(Z)` (`use_bilstm`): a bidirectional LSTM of width d' per
   direction over the positions of `Z` (its K interests concatenated, `[N, L, K d']`) and a
   linear map (no bias, as the code) back to `K d'`. It replaces Z before routing, as the
@@ -104,7 +103,6 @@ from pmix_jax.models.layers import Dropout
 from pmix_jax.models.lstm import LSTMWeights, bidirectional_lstm
 
 GRAPHS = ('user_aware', 'dot')
-BILINEARS = ('position', 'interest')
 EXTRACTORS = ('capsule', 'bilstm', 'sum', 'self_attention')
 POOLINGS = ('max', 'sum')
 ROUTING_INITS = ('random', 'zeros')
@@ -194,19 +192,13 @@ class InterestExtractor(nn.Module):
   use_bilstm: bool
   kind: str
   projection: bool
-  bilinear: str = 'position'
 
   @nn.compact
   def __call__(self, h: jax.Array, valid: jax.Array, *, train: bool) -> jax.Array:
     n, length, dim = h.shape
     k, c = self.num_interests, self.capsule_dim
-    if self.bilinear == 'position':
-      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (length, k, c, dim))
-      z = jnp.einsum('nld,lkcd->nklc', h, bilinear)  # Eq. 5
-    else:  # One map per interest, shared by the positions.
-      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (k, c, dim))
-      z = jnp.einsum('nld,kcd->nklc', h, bilinear)
-    z = z * valid[:, None, :, None]
+    bilinear = self.param('bilinear', nn.initializers.normal(1.0), (length, k, c, dim))
+    z = jnp.einsum('nld,lkcd->nklc', h, bilinear) * valid[:, None, :, None]  # Eq. 5
     bilstm = lambda: SequenceBiLSTM(c, k * c, name='bilstm')
     flat = lambda: z.transpose(0, 2, 1, 3).reshape(n, length, k * c)  # [N, L, K d']
     if self.kind == 'capsule':
@@ -251,7 +243,6 @@ class MGNM(nn.Module):
   use_bilstm: bool = True  # False: no Eq. 10 (w/o BiLSTM).
   interest_extractor: str = 'capsule'  # | 'bilstm' | 'sum' | 'self_attention'
   projection: bool = True  # Eq. 11; False is the code's relu_layer=False.
-  bilinear: str = 'position'  # Eq. 5's W_jc | 'interest': W_c shared by the positions.
   pooling: str = 'max'  # Over levels in evaluation: 'max' (Eq. 15) | 'sum'.
   l1_weight: float = 1e-5  # θ1, on the adjacency (0: w/o L1Norm).
   l2_weight: float = 1e-5  # θ2, on every parameter.
@@ -264,7 +255,6 @@ class MGNM(nn.Module):
 
   def _check_config(self, length: int) -> None:
     for name, value, known in [('graph', self.graph, GRAPHS),
-                               ('bilinear', self.bilinear, BILINEARS),
                                ('interest_extractor', self.interest_extractor, EXTRACTORS),
                                ('pooling', self.pooling, POOLINGS),
                                ('routing_init', self.routing_init, ROUTING_INITS)]:
@@ -320,7 +310,7 @@ class MGNM(nn.Module):
     extractor = InterestExtractor(self.num_interests, self.capsule_dim,
                                   self.routing_iterations, self.routing_init,
                                   self.use_bilstm, self.interest_extractor, self.projection,
-                                  self.bilinear, name='interests')
+                                  name='interests')
     q = extractor(h.reshape(-1, length, dim), jnp.repeat(valid, num_levels, axis=0),
                   train=train)
     return q.reshape(batch, num_levels, self.num_interests, dim), a, table

@@ -42,10 +42,9 @@ def variables():
 
 
 def subset(params, like):
-  """The entries of `params` that a variant's `like` (its init shapes) has; a parameter with
-  fewer axes than the default's (bilinear='interest') takes its first slice."""
+  """The entries of `params` that a variant's `like` (its init shapes) has."""
   if not isinstance(like, dict):
-    return params[(0,) * (params.ndim - len(like.shape))]
+    return params
   return {key: subset(params[key], value) for key, value in like.items()}
 
 
@@ -105,10 +104,7 @@ def np_capsule_interests(params, h, valid, iterations=3, extractor='capsule'):
   batch, levels, length, _ = h.shape
   flat = h.reshape(batch * levels, length, -1)
   valid = np.repeat(valid, levels, axis=0).astype(np.float64)
-  bilinear = np.asarray(p['bilinear'], np.float64)
-  if bilinear.ndim == 3:  # bilinear='interest': one map per interest, for every position.
-    bilinear = np.broadcast_to(bilinear, (length,) + bilinear.shape)
-  z = np.einsum('nld,lkcd->nklc', flat, bilinear)
+  z = np.einsum('nld,lkcd->nklc', flat, np.asarray(p['bilinear'], np.float64))
   z = z * valid[:, None, :, None]
   if extractor == 'sum':
     o = z.sum(axis=2)
@@ -235,15 +231,11 @@ def test_squash_and_dynamic_routing_match_numpy():
   np.testing.assert_allclose(grad, fixed, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize('extractor,bilinear', [('capsule', 'position'), ('sum', 'position'),
-                                                ('capsule', 'interest')])
-def test_interests_match_numpy(extractor, bilinear):
-  """Eq. 5 (per-position bilinear maps, or the code's per-interest ones), the routing from
-  zero logits in evaluation (or sum pooling), Eq. 11 (ReLU projection per interest), one
-  network shared by the levels."""
-  model = make_model(use_bilstm=False, interest_extractor=extractor, bilinear=bilinear)
-  assert params_for(model)['params']['interests']['bilinear'].ndim == (
-      4 if bilinear == 'position' else 3)
+@pytest.mark.parametrize('extractor', ['capsule', 'sum'])
+def test_interests_match_numpy(extractor):
+  """Eq. 5 (per-position bilinear maps), the routing from zero logits in evaluation (or
+  sum pooling), Eq. 11 (ReLU projection per interest), one network shared by the levels."""
+  model = make_model(use_bilstm=False, interest_extractor=extractor)
   inputs = make_inputs()
   q, sown, _ = interests(model, inputs)
   expected = np_capsule_interests(params_for(model)['params'], np.asarray(sown['levels']),
@@ -473,7 +465,6 @@ def test_ablations_change_the_output_as_expected():
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(graph='gat'), 'graph must be one of'),
-    (dict(bilinear='shared'), 'bilinear must be one of'),
     (dict(interest_extractor='transformer'), 'interest_extractor must be one of'),
     (dict(pooling='mean'), 'pooling must be one of'),
     (dict(routing_init='normal'), 'routing_init must be one of'),
