@@ -60,10 +60,11 @@ Other choices, and differences from the code:
 - the attention softmaxes skip padding (the code's `_attention` also weighs the padding
   positions, whose item 0 has an embedding), so that padding changes nothing;
 - no batch normalisation in the MLPs (the code's `enable_BN`): the training loop carries no
-  batch statistics. Dropout (`dropout`, the code's 0.3) on every hidden MLP layer, as the
-  code's `_active_layer`;
-- initialisation as the code's: embeddings, attention and MLP weights truncated N(0, 0.01)
-  (`init_std`), zero biases, Glorot-uniform LSTM kernel;
+  batch statistics, so the MLP kernels are LeCun-normal where the code's are N(0, 0.01)
+  behind BN (see `FCN`). Dropout (`dropout`, the code's 0.3) on every hidden MLP layer, as
+  the code's `_active_layer`;
+- initialisation otherwise as the code's: embeddings and attention matrices truncated
+  N(0, 0.01) (`init_std`), zero biases, Glorot-uniform LSTM kernel;
 - the attention MLP's first layer folds its difference block into the two linear blocks:
   `[k ; e ; k - e ; k ⊙ e] K = k (K_1 + K_3) + e (K_2 - K_3) + (k ⊙ e) K_4`, the same
   parameters and map, without building the broadcast concatenation.
@@ -131,6 +132,12 @@ class FCN(nn.Module):
   """The code's `_fcn_net`: ReLU layers of `layer_sizes` (dropout before each ReLU) and a
   linear output of width 1, on the concatenation of `inputs` `[..., F_i]` -> `[...]`.
 
+  The code normalises every hidden layer by batch normalisation (`enable_BN`), which makes
+  its N(0, 0.01) kernels start at unit scale; without it (the loop keeps no batch
+  statistics) the kernels are LeCun-normal instead. N(0, 0.01) kernels, their L2 term and no
+  dropout collapsed the network to a constant on Toys (every weight driven to zero, the loss
+  stuck at log(1 + n)).
+
   The inputs broadcast against each other; the first layer multiplies each by its block of
   the kernel and sums, the map of the concatenation without building it. With
   `difference=True` the inputs `(k, e, p)` stand for `[k ; e ; k - e ; p]` (the attention's,
@@ -138,7 +145,6 @@ class FCN(nn.Module):
   """
   layer_sizes: tuple[int, ...]
   dropout: float
-  init_std: float
 
   @nn.compact
   def __call__(self, inputs: Sequence[jax.Array], *, train: bool,
@@ -147,7 +153,7 @@ class FCN(nn.Module):
     sizes = [x.shape[-1] for x in inputs]
     if difference:
       sizes = [sizes[0], sizes[1], sizes[0], sizes[2]]
-    init = nn.initializers.truncated_normal(self.init_std)
+    init = nn.initializers.lecun_normal()
     kernel = self.param('kernel_0', init, (sum(sizes), widths[0]))
     blocks = jnp.split(kernel, np.cumsum(sizes)[:-1])
     if difference:
@@ -175,7 +181,7 @@ class TargetAttention(nn.Module):
     matrix = self.param('attention_mat', nn.initializers.truncated_normal(self.init_std),
                         (keys.shape[-1], queries.shape[-1]))
     k = keys @ matrix
-    logits = FCN(self.layer_sizes, self.dropout, self.init_std, name='fcn')(
+    logits = FCN(self.layer_sizes, self.dropout, name='fcn')(
         (k, queries, k * queries), train=train, difference=True)
     return masked_softmax(logits, valid)
 
@@ -346,7 +352,7 @@ class A2SVD(CandidateScorer):
       self.user_embed = jnp.asarray(self.param(
           'user_embed', init, (self.vocab_sizes[self.user_field], self.hidden)))
     self.pooling = AttentionPooling(self.init_std)
-    self.output = FCN(self.layer_sizes, self.dropout, self.init_std)
+    self.output = FCN(self.layer_sizes, self.dropout)
 
   def long_term(self, inputs: jax.Array) -> dict[str, jax.Array]:
     """Eq. 1-2 on `inputs` `[B, L, F]` (left-padded to max_len here): the context dict."""
@@ -388,7 +394,7 @@ class SLiRec(A2SVD):
     super().setup()
     self.lstm = LSTM(self.hidden)
     self.attention = TargetAttention(self.att_fcn_layer_sizes, self.dropout, self.init_std)
-    self.fusion = FCN(self.att_fcn_layer_sizes, self.dropout, self.init_std)
+    self.fusion = FCN(self.att_fcn_layer_sizes, self.dropout)
 
   def context(self, inputs: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     del train

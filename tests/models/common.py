@@ -338,3 +338,29 @@ def assert_beats_popularity(results: Mapping[str, Any]) -> None:
   popularity = results['baselines']['popularity']['test']
   assert results['test']['NDCG@10'] > 1.5 * popularity['NDCG@10'], (results['test'], popularity)
   assert results['test']['HR@10'] > 1.3 * popularity['HR@10']
+
+
+def assert_loss_falls_from_chance(model: nn.Module, inputs: np.ndarray, *, steps: int = 300,
+                                  lr: float = 1e-3, num_negatives: int = 4) -> None:
+  """Adam on one fixed batch moves the sampled-softmax loss of a model with its own
+  `training_loss` (L2 terms included) well below chance, log(1 + n): a network that
+  collapses to constant logits stays there."""
+  import optax
+  targets = np.arange(len(inputs), dtype=np.int32) * 7 % (model.vocab_sizes[0] - 1) + 1
+  batch = dict(inputs=inputs, targets=targets)
+  params = model.init({'params': jax.random.key(0)}, inputs, train=False)['params']
+  optimizer = optax.adam(lr)
+
+  @jax.jit
+  def step(state, key):
+    params, opt_state = state
+    loss, grads = jax.value_and_grad(lambda p: model.apply(
+        {'params': p}, batch, loss='sampled_softmax', num_negatives=num_negatives,
+        rngs={'dropout': key, 'negatives': key}, method='training_loss'))(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  state = (params, optimizer.init(params))
+  for i in range(steps):
+    state, loss = step(state, jax.random.key(i))
+  assert loss < np.log(1 + num_negatives) - 0.5, float(loss)

@@ -15,7 +15,8 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import sli_rec
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity, assert_negatives_are_uniform,
+from tests.models.common import (QUIET, assert_beats_popularity, assert_loss_falls_from_chance,
+                                 assert_negatives_are_uniform,
                                  assert_call_and_score_shapes, assert_scores_ignore_padding,
                                  float64, inputs_with_users, jitted_method, numpy_normal_init,
                                  score_items)
@@ -286,3 +287,12 @@ def test_prefix_training_beats_popularity(tmp_path, name):
   config = tiny_config(name, train__num_epochs=3, train__lr=1e-2, model__hidden=16,
                        model__init_std=0.1, **QUIET)
   assert_beats_popularity(train.train_and_evaluate(config, str(tmp_path)))
+
+
+
+@pytest.mark.parametrize('name', ['a2svd', 'sli_rec'])
+def test_no_dropout_and_layer_l2_do_not_collapse_the_network(name):
+  """Without the code's batch normalisation, its N(0, 0.01) MLP kernels, the layer L2 term
+  and no dropout drove every MLP weight to zero on Toys: the logits became one constant and
+  the loss stuck at log(1 + n)."""
+  assert_loss_falls_from_chance(make_model(name, dropout=0.0), make_inputs())
