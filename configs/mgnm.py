@@ -13,7 +13,7 @@ The rows of the paper's Table 3 that our switches allow are variants of this con
 `sampled_softmax` is not the paper's: it trains with the multi-interest baselines' loss
 (MIND, ComiRec: a softmax over the target and 10 uniform negatives per row, shared by the
 batch) instead of Eq. 17's BCE against 5 negatives, to tell the model from its loss when
-it is compared with them.
+it is compared with them. Keep `num_negatives` = 10 x `batch_size` when changing the batch.
 """
 
 import ml_collections

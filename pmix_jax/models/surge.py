@@ -54,8 +54,10 @@ embedding and the attention MLPs' folded difference block are `sli_rec.py`'s (se
 the target and `num_negatives` uniform negatives (the code's softmax over 1 + 4), scored by
 the network above. Train it with dropout (the code's 0.3): without dropout, and without the
 code's batch normalisation, it stayed at chance on a fixed test batch (the test
-`test_trains_with_its_dropout_and_l2`). Everything from Eq. 5 on depends on the candidate: `score_items` runs
-Eq. 5-12 for every (row, item), in chunks of about `score_chunk` pairs (memory about
+`test_trains_with_its_dropout_and_l2`).
+
+Everything from Eq. 5 on depends on the candidate: `score_items` runs Eq. 5-12 for every
+(row, item), in chunks of about `score_chunk` pairs (memory about
 `score_chunk * L * (L + 4 * max(att_fcn_layer_sizes))` floats). That is a graph network per
 pair: ranking all V = 11,925 items (Toys) for 64 rows of L = 100 (E = 16) took 144 s on this
 loaded 2-core CPU, against 2.1 s for 101 candidates through `score_candidates`, which is
