@@ -121,7 +121,8 @@ def most_popular(cells: dict) -> list[str]:
 
 
 def versus_baselines(cells: dict, metric: str = 'GAUC') -> list[str]:
-  """The paper's claim (MGNM ahead of every baseline), per dataset: MGNM's mean test `metric` minus each other model's
+  """The paper's claim (MGNM ahead of every baseline), per dataset: MGNM's mean test
+  `metric` minus each other model's
   (variants of MGNM excluded), largest gap first; a negative gap is a baseline ahead."""
   lines = []
   for dataset in sorted({dataset for dataset, _ in cells}):
