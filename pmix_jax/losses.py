@@ -32,11 +32,19 @@ def softmax_loss(hidden, table, targets, key, num_negatives):
 def sampled_softmax_loss(hidden, table, targets, key, num_negatives):
   """Cross-entropy over the target and `num_negatives` uniform items shared by the batch."""
   negatives = jax.random.randint(key, (num_negatives,), 1, table.shape[0])
-  positive = jnp.sum(hidden * table[targets], axis=-1, keepdims=True)
+  positive = jnp.sum(hidden * table[targets], axis=-1)
   negative = jnp.einsum('btd,sd->bts', hidden, table[negatives])
-  negative = jnp.where(negatives == targets[..., None], NEG_INF, negative)  # Accidental hits.
-  logits = jnp.concatenate([positive, negative], axis=-1)
-  return _masked_mean(jax.nn.logsumexp(logits, axis=-1) - positive[..., 0], targets)
+  return _masked_mean(sampled_cross_entropy(positive, negative, negatives, targets), targets)
+
+
+def sampled_cross_entropy(positive: jax.Array, negative: jax.Array, negatives: jax.Array,
+                          targets: jax.Array) -> jax.Array:
+  """`-log softmax` of each target's score `positive` `[...]` against the scores `negative`
+  `[..., S]` of the shared items `negatives` `[S]`; `targets` broadcasts against `positive`.
+  A negative equal to its target (an accidental hit) is left out."""
+  negative = jnp.where(negatives == targets[..., None], NEG_INF, negative)
+  logits = jnp.concatenate([positive[..., None], negative], axis=-1)
+  return jax.nn.logsumexp(logits, axis=-1) - positive
 
 
 def bce_loss(hidden, table, targets, key, num_negatives):

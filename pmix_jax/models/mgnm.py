@@ -96,7 +96,7 @@ import jax
 import jax.numpy as jnp
 
 from pmix_jax.errors import ConfigError
-from pmix_jax.losses import NEG_INF
+from pmix_jax.losses import NEG_INF, sampled_cross_entropy
 from pmix_jax.models import register
 from pmix_jax.models.bpr_mf import user_ids
 from pmix_jax.models.layers import Dropout
@@ -375,9 +375,7 @@ class MGNM(nn.Module):
       shared = self.shared_negatives(num_negatives)
       positive = self.level_scores(q, table[targets][:, None])[..., 0]  # [B, levels]
       negative = attend(jnp.einsum('blkd,sd->blks', q, table[shared]))  # [B, levels, n]
-      negative = jnp.where(shared == targets[:, None, None], NEG_INF, negative)
-      per_level = jax.nn.logsumexp(
-          jnp.concatenate([positive[..., None], negative], axis=-1), axis=-1) - positive
+      per_level = sampled_cross_entropy(positive, negative, shared, targets[:, None])
     rows = targets > 0  # 0: a filler row.
     mean = lambda per_row: jnp.sum(jnp.where(rows, per_row, 0.0)) / jnp.maximum(rows.sum(), 1)
     total = mean(per_level.sum(axis=1))  # Eq. 16's sum over levels.
