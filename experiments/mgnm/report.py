@@ -38,11 +38,7 @@ NOT_IMPLEMENTED = ('tgsrec', 'mimn')
 
 COMMANDS = """```bash
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal
-python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal \\
-    --models=surge --dropouts=0.3
 python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal
-python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal \\
-    --models=surge --dropouts=0.3
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal \\
     --models=mgnm:without_ugcn,mgnm:without_l1,mgnm:without_bilstm,mgnm:without_maxpool,\\
 mgnm:scn_bilstm,mgnm:scn_sum_pool,mgnm:scn_self_attention,mgnm:sampled_softmax
@@ -85,11 +81,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
   uniform negatives per row shared by the batch (2,560 per step). The variant
   `mgnm:sampled_softmax` (`--models=mgnm:sampled_softmax`, not the paper's) trains MGNM with
   the baselines' loss, to tell the model from its training signal.
-- **Dropout** is 0 for every model (MGNM's code has none), except SURGE at its code's 0.3:
-  without dropout (and without the code's batch normalisation, which our loop does not
-  carry) SURGE stayed at chance in a test. Without batch normalisation, the MLPs of A2SVD,
-  SLi-Rec and SURGE start from LeCun-normal kernels instead of the code's N(0, 0.01): with
-  those, the L2 term and no dropout, A2SVD collapsed to constant scores on Toys.
+- **Dropout** is 0 for every model (MGNM's code has none). Without the code's batch
+  normalisation (our loop carries no batch statistics), the MLPs of A2SVD, SLi-Rec and
+  SURGE start from LeCun-normal kernels instead of the code's N(0, 0.01): with those, the
+  L2 term and no dropout, A2SVD collapsed to constant scores on Toys.
 - **Early stopping** (5 epochs without a better validation GAUC, 50 epochs at most, the
   code's count) is the same for every model. It can end a slow learner on a plateau, and it
   caps a model still improving at epoch 50: compare "best epoch / run" across seeds in the

@@ -2,8 +2,6 @@ r"""MGNM's Table 2 (and Table 3's ablations) on public data, with the SURGE-fami
 
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys \
         --split=per_user_temporal
-    python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys --models=surge \
-        --dropouts=0.3
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=ml-100k --split=temporal
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys \
         --split=per_user_temporal --models=mgnm:without_ugcn,mgnm:without_bilstm,...
@@ -23,9 +21,8 @@ from absl import app, flags
 
 from experiments.pyramid_mixer import table1
 
-# SURGE is not in the default list: it trains only with its dropout (`surge.py`), so it
-# runs on its own, `--models=surge --dropouts=0.3`, while this table's dropout is 0.
-MODELS = ['mgnm', 'mind', 'comirec_dr', 'comirec_sa', 'caser', 'a2svd', 'sli_rec', 'gru4rec']
+MODELS = ['mgnm', 'mind', 'comirec_dr', 'comirec_sa', 'caser', 'a2svd', 'sli_rec', 'gru4rec',
+          'surge']
 
 if __name__ == '__main__':
   flags.FLAGS.set_default('preset', 'surge')
