@@ -37,7 +37,9 @@ def tiny_problem(seed=0):
   batch = lambda: dict(inputs=np.stack([rng.integers(1, v, (BATCH, MAX_LEN)) for v in VOCAB],
                                        -1).astype(np.int32),
                        targets=rng.integers(1, VOCAB[0], BATCH).astype(np.int32))
-  params = dict(model.init(jax.random.key(seed), batch()['inputs'], train=False)['params'])
+  # Jitted: eager execution compiles every op on its own, several times slower here.
+  init = jax.jit(model.init, static_argnames='train')
+  params = dict(init(jax.random.key(seed), batch()['inputs'], train=False)['params'])
   arch = {ARCH_PARAM: jnp.asarray(rng.normal(size=3), jnp.float32)}
   del params[ARCH_PARAM]
   loss_fn = functools.partial(train.batch_loss, model=model, loss='softmax', num_negatives=1,
@@ -51,7 +53,8 @@ def test_second_order_gradient_goes_through_the_virtual_weight_step():
   weights, arch, loss_fn, train_batch, valid_batch = tiny_problem()
   key = jax.random.key(0)
   xi = 1.0  # Large, so that the term through the step is far from negligible.
-  gradient = functools.partial(search.architecture_gradient, loss_fn=loss_fn, xi=xi)
+  gradient = jax.jit(functools.partial(search.architecture_gradient, loss_fn=loss_fn, xi=xi),
+                     static_argnames='second_order')
   _, second = gradient(weights, arch, train_batch, valid_batch, key, key, second_order=True)
   _, first = gradient(weights, arch, train_batch, valid_batch, key, key, second_order=False)
 
