@@ -34,7 +34,7 @@ PAPER = {
     'mgnm-scn_sum_pool': (.6651, .0846, .1232, .0720),
     'mgnm-scn_self_attention': (.6724, .0791, .1148, .0674),
 }
-NOT_IMPLEMENTED = ('tgsrec', 'mimn')
+NOT_IMPLEMENTED = ('tgsrec',)
 
 COMMANDS = """```bash
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal
@@ -75,7 +75,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
 - **Model selection** on validation GAUC (the official code picks the best epoch on test).
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
   user-aware graph and the iterated GCN of the paper, not the code's variants).
-- **TGSRec and MIMN** are not implemented; their rows are the paper's only.
+- **TGSRec** is not implemented (it needs real timestamps, which our Toys copy lacks); its
+  row is the paper's only.
+- **MIMN** trains like SURGE and SLi-Rec (the target against 4 uniform negatives), not on
+  the click logs of its code; its other deviations are listed in `pmix_jax/models/mimn.py`.
 - **Losses.** Each model trains with its own paper's and code's loss: MGNM with Eq. 17's BCE
   against 5 uniform negatives per target; MIND and ComiRec with a sampled softmax over 10
   uniform negatives per row shared by the batch (2,560 per step). The variant

@@ -22,7 +22,7 @@ from absl import app, flags
 from experiments.pyramid_mixer import table1
 
 MODELS = ['mgnm', 'mind', 'comirec_dr', 'comirec_sa', 'caser', 'a2svd', 'sli_rec', 'gru4rec',
-          'surge']
+          'surge', 'mimn']
 
 if __name__ == '__main__':
   flags.FLAGS.set_default('preset', 'surge')

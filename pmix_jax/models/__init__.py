@@ -60,5 +60,5 @@ def build(config: ml_collections.ConfigDict, vocab_sizes: tuple[int, ...],
 
 # Importing the modules fills the registry.
 from pmix_jax.models import (automlp, bert4rec, bpr_mf, caser, comirec,  # noqa: E402,F401
-                             fdsa, fmlp_rec, fpmc, gru4rec, mgnm, mind, mlp4rec, mlp_mixer,
-                             nextitnet, pyramid_mixer, sasrec, sli_rec, surge)
+                             fdsa, fmlp_rec, fpmc, gru4rec, mgnm, mimn, mind, mlp4rec,
+                             mlp_mixer, nextitnet, pyramid_mixer, sasrec, sli_rec, surge)

@@ -229,13 +229,13 @@ class LSTM(nn.Module):
 
 
 class CandidateScorer(nn.Module):
-  """Scoring, evaluation and training shared by A2SVD, SLi-Rec and SURGE (their base class,
+  """Scoring, evaluation and training shared by A2SVD, SLi-Rec, SURGE and MIMN (their base class,
   with no fields of its own). A model defines `context(inputs, *, train)` (all that does not
   depend on the candidate, a dict holding `items` `[B, max_len]`, and `users` `[B]` when it
   reads them) and `score(context, candidates, *, train)` (candidate embeddings `[B or 1, C,
   E]` -> `(logits [B, C], user vectors [B, C, E])`), the `item_embed` table, the fields
   `score_chunk`, `embed_l2`, `layer_l2`, `init_std` and its registered name `NAME` (for error
-  messages)."""
+  messages); `context_penalty` adds a term of its own to the training loss (MIMN's)."""
   NAME: ClassVar[str] = ''
 
   def check_common(self, name: str, length: int) -> None:
@@ -322,7 +322,14 @@ class CandidateScorer(nn.Module):
     touched = {'item_embed': jnp.concatenate([context['items'], candidates], axis=1)}
     if 'users' in context:
       touched['user_embed'] = context['users']
-    return candidate_loss(logits, targets, loss) + self.regularisation(touched)
+    return (candidate_loss(logits, targets, loss) + self.regularisation(touched)
+            + self.context_penalty(context, targets))
+
+  def context_penalty(self, context: dict[str, jax.Array], targets: jax.Array) -> jax.Array:
+    """A model's own training term on its `context` (0 here; rows whose target is 0 are
+    filler)."""
+    del context, targets
+    return jnp.zeros(())
 
 
 @register('a2svd')
