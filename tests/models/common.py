@@ -118,7 +118,12 @@ def numpy_fan_in_init(model: nn.Module, inputs: np.ndarray, seed: int = 0) -> An
 
 def flax_init(model: nn.Module, inputs: np.ndarray) -> Any:
   """`model`'s own initial variables (params key 0) for `inputs`, in evaluation mode."""
-  return model.init({'params': jax.random.key(0)}, inputs, train=False)
+  return _jitted_init(model, inputs)
+
+
+def _jitted_init(model: nn.Module, inputs: np.ndarray) -> Any:
+  # Jitted: run eagerly, every initialiser op compiles on its own (seconds on a loaded CPU).
+  return jax.jit(lambda x: model.init({'params': jax.random.key(0)}, x, train=False))(inputs)
 
 
 def num_params(variables: Mapping[str, Any]) -> int:
@@ -348,7 +353,7 @@ def assert_loss_falls_from_chance(model: nn.Module, inputs: np.ndarray, *, steps
   import optax
   targets = np.arange(len(inputs), dtype=np.int32) * 7 % (model.vocab_sizes[0] - 1) + 1
   batch = dict(inputs=inputs, targets=targets)
-  params = model.init({'params': jax.random.key(0)}, inputs, train=False)['params']
+  params = _jitted_init(model, inputs)['params']
   optimizer = optax.adam(lr)
 
   @jax.jit
