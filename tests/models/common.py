@@ -369,3 +369,21 @@ def assert_loss_falls_from_chance(model: nn.Module, inputs: np.ndarray, *, steps
   for i in range(steps):
     state, loss = step(state, jax.random.key(i))
   assert loss < np.log(1 + num_negatives) - 0.5, float(loss)
+
+
+def assert_candidate_training_checks(model: nn.Module, variables: Any,
+                                     inputs: np.ndarray) -> None:
+  """A `CandidateScorer`'s `training_loss` runs with the sampled losses and refuses, with a
+  clear ConfigError, the full softmax, no negatives and a target per position."""
+  run = lambda batch, loss='sampled_softmax', n=2: jax.eval_shape(lambda: model.apply(
+      variables, batch, loss=loss, num_negatives=n, method='training_loss',
+      rngs={'dropout': jax.random.key(0), 'negatives': jax.random.key(1)}))
+  targets = np.ones(len(inputs), np.int32)
+  for loss in ('sampled_softmax', 'bce'):
+    assert run(dict(inputs=inputs, targets=targets), loss=loss).shape == ()
+  with pytest.raises(ConfigError, match="must be one of .*not 'softmax'"):
+    run(dict(inputs=inputs, targets=targets), loss='softmax')
+  with pytest.raises(ConfigError, match='num_negatives >= 1'):
+    run(dict(inputs=inputs, targets=targets), n=0)
+  with pytest.raises(ConfigError, match="targets='prefix'"):
+    run(dict(inputs=inputs, targets=inputs[..., 0]))

@@ -312,7 +312,8 @@ def test_sampled_softmax_loss_matches_numpy():
   q, sown, table = interests(model, inputs, train_mode=True, key=1)
   a = np.asarray(sown['adjacency'], np.float64)
   positive = np_level_scores(q, table[targets][:, None])  # [B, levels, 1]
-  negative = np_level_scores(q, np.broadcast_to(table[shared], (len(targets),) + table[shared].shape))
+  negative = np_level_scores(
+      q, np.broadcast_to(table[shared], (len(targets),) + table[shared].shape))
   logits = np.concatenate([positive, np.where(shared == targets[:, None, None], -np.inf,
                                               negative)], axis=-1)
   top = logits.max(-1, keepdims=True)

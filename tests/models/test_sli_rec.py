@@ -15,7 +15,8 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import sli_rec
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity, assert_loss_falls_from_chance,
+from tests.models.common import (QUIET, assert_beats_popularity,
+                                 assert_candidate_training_checks, assert_loss_falls_from_chance,
                                  assert_negatives_are_uniform,
                                  assert_call_and_score_shapes, assert_scores_ignore_padding,
                                  float64, inputs_with_users, jitted_method, numpy_normal_init,
@@ -260,19 +261,8 @@ def test_bad_config_is_a_clear_error(name, overrides, message):
 @pytest.mark.parametrize('name', ['a2svd', 'sli_rec'])
 def test_training_needs_sampled_losses_prefix_targets_and_a_user_field(name):
   model = make_model(name)
-  v = variables(model)
   inputs = make_inputs()
-  run = lambda batch, loss='sampled_softmax', n=2: jax.eval_shape(lambda: model.apply(
-      v, batch, loss=loss, num_negatives=n, method='training_loss',
-      rngs={'dropout': jax.random.key(0), 'negatives': jax.random.key(1)}))
-  targets = np.ones(len(PADS), np.int32)
-  assert run(dict(inputs=inputs, targets=targets)).shape == ()
-  with pytest.raises(ConfigError, match="must be one of .*not 'softmax'"):
-    run(dict(inputs=inputs, targets=targets), loss='softmax')
-  with pytest.raises(ConfigError, match='num_negatives >= 1'):
-    run(dict(inputs=inputs, targets=targets), n=0)
-  with pytest.raises(ConfigError, match="targets='prefix'"):
-    run(dict(inputs=inputs, targets=inputs[..., 0]))
+  assert_candidate_training_checks(model, variables(model), inputs)
   with pytest.raises(ConfigError, match="add 'user' to config.data.features"):
     jax.eval_shape(lambda: make_model(name, vocab=VOCAB[:1], use_user=True).init(
         {'params': jax.random.key(0)}, inputs[..., :1], train=False))

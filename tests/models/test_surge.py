@@ -14,7 +14,8 @@ from pmix_jax import models, train
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import surge
 from tests.conftest import tiny_config
-from tests.models.common import (QUIET, assert_beats_popularity, assert_call_and_score_shapes,
+from tests.models.common import (QUIET, assert_beats_popularity,
+                                 assert_candidate_training_checks, assert_call_and_score_shapes,
                                  assert_loss_falls_from_chance, assert_scores_ignore_padding,
                                  float64, inputs_maker,
                                  jitted_method, model_builder, numpy_normal_init, score_items)
@@ -227,16 +228,7 @@ def test_bad_config_is_a_clear_error(overrides, message):
 
 def test_training_needs_sampled_losses_and_prefix_targets():
   model = make_model()
-  v = variables(model)
-  inputs = make_inputs()
-  run = lambda batch, loss='sampled_softmax': jax.eval_shape(lambda: model.apply(
-      v, batch, loss=loss, num_negatives=2, method='training_loss',
-      rngs={'dropout': jax.random.key(0), 'negatives': jax.random.key(1)}))
-  assert run(dict(inputs=inputs, targets=np.ones(len(PADS), np.int32)), loss='bce').shape == ()
-  with pytest.raises(ConfigError, match="not 'softmax'"):
-    run(dict(inputs=inputs, targets=np.ones(len(PADS), np.int32)), loss='softmax')
-  with pytest.raises(ConfigError, match="targets='prefix'"):
-    run(dict(inputs=inputs, targets=inputs[..., 0]))
+  assert_candidate_training_checks(model, variables(model), make_inputs())
 
 
 def test_prefix_training_beats_popularity(tmp_path):
