@@ -10,10 +10,12 @@ The rows of the paper's Table 3 that our switches allow are variants of this con
 `--config=configs/mgnm.py:without_ugcn` (also `without_l1`, `without_bilstm`,
 `without_maxpool`, `scn_bilstm`, `scn_sum_pool`, `scn_self_attention`).
 
-`sampled_softmax` is not the paper's: it trains with the multi-interest baselines' loss
-(MIND, ComiRec: a softmax over the target and 10 uniform negatives per row, shared by the
-batch) instead of Eq. 17's BCE against 5 negatives, to tell the model from its loss when
-it is compared with them. Keep `num_negatives` = 10 x `batch_size` when changing the batch.
+`bilstm_in_routing` places the BiLSTM as the official code does (see the model's doc), not
+as Eq. 10 reads. `sampled_softmax` is not the paper's: it trains with the multi-interest
+baselines' loss (MIND, ComiRec: a softmax over the target and 10 uniform negatives per row,
+shared by the batch) instead of Eq. 17's BCE against 5 negatives, to tell the model from
+its loss when it is compared with them. Keep `num_negatives` = 10 x `batch_size` when
+changing the batch.
 """
 
 import ml_collections
@@ -30,6 +32,7 @@ VARIANTS = {
     'scn_sum_pool': dict(model=dict(interest_extractor='sum')),
     'scn_self_attention': dict(model=dict(interest_extractor='self_attention')),
     'sampled_softmax': dict(train=dict(loss='sampled_softmax', num_negatives=10 * BATCH_SIZE)),
+    'bilstm_in_routing': dict(model=dict(bilstm_placement='routing')),
 }
 
 
@@ -50,6 +53,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.model.graph = 'user_aware'  # Eq. 1; 'dot' drops the user term, as the code.
   config.model.use_graph = True  # False: w/o UGCN (the raw embeddings' level only).
   config.model.use_bilstm = True  # False: w/o BiLSTM (Eq. 10).
+  # 'eq10': Z + BiLSTM(Z) is routed and pooled; 'routing': the code's, the BiLSTM only on
+  # the middle routing iteration's stop-gradient Z (it shapes the couplings).
+  config.model.bilstm_placement = 'eq10'
   # 'capsule' (the SCN) | 'bilstm' | 'sum' | 'self_attention': Table 3's SCN -> rows.
   config.model.interest_extractor = 'capsule'
   config.model.projection = True  # Eq. 11; False is the code's relu_layer=False.

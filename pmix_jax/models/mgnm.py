@@ -29,8 +29,10 @@ writes `W_i`, `W'_c` without a level index, and the code reuses one network):
 - Eq. 10, `Z = Z + BiLSTM(Z)` (`use_bilstm`): a bidirectional LSTM of width d' per
   direction over the positions of `Z` (its K interests concatenated, `[N, L, K d']`) and a
   linear map (no bias, as the code) back to `K d'`. It replaces Z before routing, as the
-  equation reads; the code adds it for the middle routing iteration only and routes the
-  output from the plain Z. The recurrence (`lstm.bidirectional_lstm`) runs only as many
+  equation reads (`bilstm_placement='eq10'`). The code's placement, `'routing'`, adds it
+  to the stop-gradient Z of the middle routing iteration only (the BiLSTM reads that
+  stop-gradient Z too) and pools the plain Z: the BiLSTM then learns through the last
+  coupling only, shaping which interest each behavior joins. The recurrence (`lstm.bidirectional_lstm`) runs only as many
   steps as the rows have behaviors, with a hand-written gradient: a scan over the whole
   window was most of a training step on Toys' short histories;
 - Eq. 6-9, dynamic routing (`routing_iterations`, 3): coupling `c = softmax(g)` over the
@@ -106,6 +108,7 @@ GRAPHS = ('user_aware', 'dot')
 EXTRACTORS = ('capsule', 'bilstm', 'sum', 'self_attention')
 POOLINGS = ('max', 'sum')
 ROUTING_INITS = ('random', 'zeros')
+BILSTM_PLACEMENTS = ('eq10', 'routing')
 # The tables' N(0, σ). A score is a product of two factors drawn from them (interests and
 # x_t), so small tables start on a plateau: on the synthetic data σ = 0.1 (the code's user
 # table) needed twice the epochs of σ = 0.3 to beat popularity.
@@ -137,18 +140,20 @@ def squash(v: jax.Array) -> jax.Array:
   return norm2 / (1.0 + norm2) * v / jnp.sqrt(norm2 + 1e-9)
 
 
-def dynamic_routing(z: jax.Array, valid: jax.Array, logits: jax.Array,
-                    iterations: int) -> jax.Array:
+def dynamic_routing(z: jax.Array, valid: jax.Array, logits: jax.Array, iterations: int,
+                    second: jax.Array | None = None) -> jax.Array:
   """Eq. 6-9: `z` `[N, K, L, d']`, `valid` `[N, L]`, initial logits `g` `[N, K, L]` ->
   interest capsules `o` `[N, K, d']`.
 
   Every iteration couples `c = softmax_K(g)` (0 at padding); all but the last squash
-  `v = Σ_j c_j z_j` and add the agreement `o · z_j` to `g`, from `stop_gradient(z)`."""
-  routed = jax.lax.stop_gradient(z)
+  `v = Σ_j c_j z_j` and add the agreement `o · z_j` to `g`, from `stop_gradient(z)`, or
+  from `second` `[N, K, L, d']` in the second iteration if given (MGNM's code routes its
+  BiLSTM there; gradients then reach `second` through the last coupling)."""
   for i in range(iterations):  # Unrolled: 3 small steps.
     coupling = jax.nn.softmax(logits, axis=1) * valid[:, None, :]  # Eq. 6
     if i == iterations - 1:
       break
+    routed = second if i == 1 and second is not None else jax.lax.stop_gradient(z)
     capsules = squash(jnp.einsum('nkl,nkld->nkd', coupling, routed))  # Eq. 8, 7
     logits = logits + jnp.einsum('nkld,nkd->nkl', routed, capsules)  # Eq. 9
   return squash(jnp.einsum('nkl,nkld->nkd', coupling, z))
@@ -192,6 +197,7 @@ class InterestExtractor(nn.Module):
   use_bilstm: bool
   kind: str
   projection: bool
+  bilstm_placement: str = 'eq10'
 
   @nn.compact
   def __call__(self, h: jax.Array, valid: jax.Array, *, train: bool) -> jax.Array:
@@ -202,14 +208,19 @@ class InterestExtractor(nn.Module):
     bilstm = lambda: SequenceBiLSTM(c, k * c, name='bilstm')
     flat = lambda: z.transpose(0, 2, 1, 3).reshape(n, length, k * c)  # [N, L, K d']
     if self.kind == 'capsule':
-      if self.use_bilstm:  # Eq. 10
-        z = z + bilstm()(flat(), valid).reshape(n, length, k, c).transpose(0, 2, 1, 3)
+      unflat = lambda x: x.reshape(n, length, k, c).transpose(0, 2, 1, 3)
+      second = None
+      if self.use_bilstm and self.bilstm_placement == 'eq10':  # Eq. 10
+        z = z + unflat(bilstm()(flat(), valid))
+      elif self.use_bilstm:  # The code's: on the stop-gradient Z of the second iteration.
+        z_fixed = jax.lax.stop_gradient(z)
+        second = z_fixed + unflat(bilstm()(jax.lax.stop_gradient(flat()), valid))
       if train and self.routing_init == 'random':
         logits = jax.lax.stop_gradient(jax.random.truncated_normal(
             self.make_rng('dropout'), -2.0, 2.0, (n, k, length), z.dtype))
       else:
         logits = jnp.zeros((n, k, length), z.dtype)
-      interests = dynamic_routing(z, valid, logits, self.routing_iterations)
+      interests = dynamic_routing(z, valid, logits, self.routing_iterations, second)
     elif self.kind == 'bilstm':
       interests = bilstm()(flat(), valid, final=True).reshape(n, k, c)
     elif self.kind == 'sum':
@@ -241,6 +252,7 @@ class MGNM(nn.Module):
   graph: str = 'user_aware'  # 'user_aware' (Eq. 1) | 'dot' (the code's)
   use_graph: bool = True  # False: H^(0) alone (w/o UGCN).
   use_bilstm: bool = True  # False: no Eq. 10 (w/o BiLSTM).
+  bilstm_placement: str = 'eq10'  # 'eq10' | 'routing' (the code's), see the module doc.
   interest_extractor: str = 'capsule'  # | 'bilstm' | 'sum' | 'self_attention'
   projection: bool = True  # Eq. 11; False is the code's relu_layer=False.
   pooling: str = 'max'  # Over levels in evaluation: 'max' (Eq. 15) | 'sum'.
@@ -257,7 +269,8 @@ class MGNM(nn.Module):
     for name, value, known in [('graph', self.graph, GRAPHS),
                                ('interest_extractor', self.interest_extractor, EXTRACTORS),
                                ('pooling', self.pooling, POOLINGS),
-                               ('routing_init', self.routing_init, ROUTING_INITS)]:
+                               ('routing_init', self.routing_init, ROUTING_INITS),
+                               ('bilstm_placement', self.bilstm_placement, BILSTM_PLACEMENTS)]:
       if value not in known:
         raise ConfigError(f'mgnm {name} must be one of {list(known)}, not {value!r}')
     for name in ('num_levels', 'num_interests', 'capsule_dim', 'routing_iterations'):
@@ -310,6 +323,7 @@ class MGNM(nn.Module):
     extractor = InterestExtractor(self.num_interests, self.capsule_dim,
                                   self.routing_iterations, self.routing_init,
                                   self.use_bilstm, self.interest_extractor, self.projection,
+                                  self.bilstm_placement,
                                   name='interests')
     q = extractor(h.reshape(-1, length, dim), jnp.repeat(valid, num_levels, axis=0),
                   train=train)

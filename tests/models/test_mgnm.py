@@ -82,17 +82,21 @@ def np_softmax(x, axis):
   return e / e.sum(axis=axis, keepdims=True)
 
 
-def np_routing(z, valid, logits, iterations):
-  """Eq. 6-9, one row and interest at a time: `z` [N, K, L, d'], `logits` [N, K, L]."""
+def np_routing(z, valid, logits, iterations, second=None):
+  """Eq. 6-9, one row and interest at a time: `z` [N, K, L, d'], `logits` [N, K, L];
+  `second` (the code's BiLSTM placement) replaces z in the second iteration."""
   n, k, _, _ = z.shape
   g = logits.astype(np.float64).copy()
   out = np.zeros((n, k, z.shape[-1]))
   for row in range(n):
     for it in range(iterations):
       c = np_softmax(g[row], axis=0) * valid[row]  # Over the interests of each behavior.
-      o = np.stack([np_squash(c[i] @ z[row, i]) for i in range(k)])
+      routed = second if it == 1 and second is not None else z
+      if it == iterations - 1:
+        routed = z
+      o = np.stack([np_squash(c[i] @ routed[row, i]) for i in range(k)])
       if it < iterations - 1:
-        g[row] += np.stack([z[row, i] @ o[i] for i in range(k)])
+        g[row] += np.stack([routed[row, i] @ o[i] for i in range(k)])
     out[row] = o
   return out
 
@@ -212,6 +216,11 @@ def test_squash_and_dynamic_routing_match_numpy():
     np.testing.assert_allclose(dynamic_routing(z, valid, logits, iterations),
                                np_routing(z, valid, logits, iterations),
                                rtol=1e-4, atol=1e-6)
+  second = rng.normal(size=z.shape).astype(np.float32)
+  np.testing.assert_allclose(dynamic_routing(z, valid, logits, 3, second),
+                             np_routing(z, valid, logits, 3, second), rtol=1e-4, atol=1e-6)
+  assert not np.allclose(dynamic_routing(z, valid, logits, 3, second),
+                         dynamic_routing(z, valid, logits, 3), atol=1e-3)
   # Padding never counts: changing z there changes nothing.
   changed = z.copy()
   changed[1, :, :2] = 100.0
@@ -464,11 +473,28 @@ def test_ablations_change_the_output_as_expected():
   assert not np.allclose(plain, full, atol=1e-4)
 
 
+def test_bilstm_in_routing_learns_through_the_couplings_only():
+  """The code's placement: the same parameters as Eq. 10's; the interests pool the plain Z
+  (so they differ from Eq. 10's), and the BiLSTM still gets gradients, through the last
+  coupling."""
+  inputs = make_inputs()
+  model = make_model(bilstm_placement='routing')
+  v = variables()
+  eq10, _, _ = interests(make_model(), inputs)
+  routed, _, _ = interests(model, inputs)
+  assert not np.allclose(routed, eq10, atol=1e-4)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply(
+      {'params': p}, inputs, train=False, method='interests')[0] ** 2)))(v['params'])
+  assert np.abs(grads['interests']['bilstm']['output']['kernel']).max() > 0
+  assert np.abs(grads['interests']['bilinear']).max() > 0
+
+
 @pytest.mark.parametrize('overrides, message', [
     (dict(graph='gat'), 'graph must be one of'),
     (dict(interest_extractor='transformer'), 'interest_extractor must be one of'),
     (dict(pooling='mean'), 'pooling must be one of'),
     (dict(routing_init='normal'), 'routing_init must be one of'),
+    (dict(bilstm_placement='output'), 'bilstm_placement must be one of'),
     (dict(num_levels=0), 'num_levels must be at least 1'),
     (dict(num_interests=0), 'num_interests must be at least 1'),
     (dict(capsule_dim=0), 'capsule_dim must be at least 1'),
