@@ -41,7 +41,8 @@ python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_t
 python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal \\
     --models=mgnm:without_ugcn,mgnm:without_l1,mgnm:without_bilstm,mgnm:without_maxpool,\\
-mgnm:scn_bilstm,mgnm:scn_sum_pool,mgnm:scn_self_attention,mgnm:sampled_softmax
+mgnm:scn_bilstm,mgnm:scn_sum_pool,mgnm:scn_self_attention,mgnm:sampled_softmax,\\
+mgnm:bilstm_in_routing
 python -m experiments.mgnm.report --root=ROOT
 ```"""
 
@@ -74,7 +75,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   100 negatives.
 - **Model selection** on validation GAUC (the official code picks the best epoch on test).
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
-  user-aware graph and the iterated GCN of the paper, not the code's variants).
+  user-aware graph and the iterated GCN of the paper, not the code's variants; the BiLSTM
+  as Eq. 10 reads, with the code's placement as the variant `mgnm:bilstm_in_routing`).
 - **TGSRec** is not implemented (it needs real timestamps, which our Toys copy lacks); its
   row is the paper's only.
 - **MIMN** trains like SURGE and SLi-Rec (the target against 4 uniform negatives), not on
