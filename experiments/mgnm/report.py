@@ -145,7 +145,8 @@ def versus_baselines(cells: dict, metric: str = 'GAUC') -> list[str]:
     return []
   return [f'## MGNM against each baseline (test {metric}, `grouped:100`)', '',
           'The paper ranks MGNM above every baseline; this section checks that claim here. '
-          'Means over the seeds run so far; a cell with fewer than 3 seeds may still move.', '', *lines]
+          'Means over the seeds run so far; a cell with fewer than 3 seeds may still move.', '',
+          *lines]
 
 
 def main(argv: list[str]) -> None:

@@ -32,9 +32,10 @@ writes `W_i`, `W'_c` without a level index, and the code reuses one network):
   equation reads (`bilstm_placement='eq10'`). The code's placement, `'routing'`, adds it
   to the stop-gradient Z of the middle routing iteration only (the BiLSTM reads that
   stop-gradient Z too) and pools the plain Z: the BiLSTM then learns through the last
-  coupling only, shaping which interest each behavior joins. The recurrence (`lstm.bidirectional_lstm`) runs only as many
-  steps as the rows have behaviors, with a hand-written gradient: a scan over the whole
-  window was most of a training step on Toys' short histories;
+  coupling only, shaping which interest each behavior joins. The recurrence
+  (`lstm.bidirectional_lstm`) runs only as many steps as the rows have behaviors, with a
+  hand-written gradient: a scan over the whole window was most of a training step on Toys'
+  short histories;
 - Eq. 6-9, dynamic routing (`routing_iterations`, 3): coupling `c = softmax(g)` over the
   K interests of each behavior (the code's axis; 0 at padding), `v_c = Σ_j c_cj z_cj`
   (Eq. 8), `o_c = squash(v_c)` (Eq. 7), `g_cj += o_c · z_cj` (Eq. 9). As in the code
@@ -213,8 +214,8 @@ class InterestExtractor(nn.Module):
       if self.use_bilstm and self.bilstm_placement == 'eq10':  # Eq. 10
         z = z + unflat(bilstm()(flat(), valid))
       elif self.use_bilstm:  # The code's: on the stop-gradient Z of the second iteration.
-        z_fixed = jax.lax.stop_gradient(z)
-        second = z_fixed + unflat(bilstm()(jax.lax.stop_gradient(flat()), valid))
+        fixed = jax.lax.stop_gradient(z)
+        second = fixed + unflat(bilstm()(jax.lax.stop_gradient(flat()), valid))
       if train and self.routing_init == 'random':
         logits = jax.lax.stop_gradient(jax.random.truncated_normal(
             self.make_rng('dropout'), -2.0, 2.0, (n, k, length), z.dtype))

@@ -64,7 +64,8 @@ Everything from Eq. 5 on depends on the candidate: `score_items` runs Eq. 5-12 f
 `score_chunk * L * (L + 4 * max(att_fcn_layer_sizes))` floats). That is a graph network per
 pair: ranking all V = 11,925 items (Toys) for 64 rows of L = 100 (E = 16) took 144 s on this
 loaded 2-core CPU, against 2.1 s for 101 candidates through `score_candidates`, which is
-what sampled protocols (`grouped:100`) call; a training step of 256 targets with 4 negatives each, 2.9 s.
+what sampled protocols (`grouped:100`) call; a training step of 256 targets with 4 negatives
+each, 2.9 s.
 
 `__call__` keeps the model contract for tools: hidden `[B, 1, E]` is the readout g with the
 latest behavior as the candidate, which no evaluation uses; it runs the whole network so that
