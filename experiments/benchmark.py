@@ -150,7 +150,8 @@ def main(argv):
       except ConfigError:  # It trains only with its own loss.
         r = measure(name, targets, max_len, '')
       print(f'| {r["model"]} | {r["targets"]} | {max_len} | {r["loss"]} | {r["step_ms"]:.1f} | '
-            f'{r["targets_per_s"]:,.0f} | {r["sequences_per_s"]:,.0f} | {r["gflop_per_step"]:.2f} | '
+            f'{r["targets_per_s"]:,.0f} | {r["sequences_per_s"]:,.0f} | '
+            f'{r["gflop_per_step"]:.2f} | '
             f'{r["gflop_per_s"]:.1f} | {100 * r["outside_step"]:.1f}% | '
             f'{1e3 * r["eval_s"]:.1f} ms ({r["eval_users"]} users, {r["protocol"]}) |',
             flush=True)

@@ -132,7 +132,7 @@ def test_one_command_searches_then_retrains_on_two_devices(tmp_path):
   process), saves the record and its picture, retrains the chosen k from scratch, and a
   second run reads the search back instead of repeating it."""
   overrides = dict(model__short_lengths=(2, 4, 8), model__num_layers=1,
-                   automlp__search_epochs=1, train__num_epochs=2, train__log_every_steps=5)
+                   automlp__search_epochs=1, train__num_epochs=1, train__log_every_steps=5)
   workdir = tmp_path / 'run'
   run = run_main('automlp', str(workdir), tiny_flags(**overrides), devices=2)
   assert run.returncode == 0, run.stderr[-3000:]
@@ -143,7 +143,7 @@ def test_one_command_searches_then_retrains_on_two_devices(tmp_path):
   assert 'short_lengths: !!python/tuple\n  - ' + str(result['chosen']) in (
       workdir / 'config.txt').read_text()
   results = json.loads((workdir / 'results.json').read_text())
-  assert results['model'] == 'automlp' and results['epochs_run'] == 2
+  assert results['model'] == 'automlp' and results['epochs_run'] == 1
 
   in_process = search.run_search(tiny_config('automlp', **overrides))
   assert in_process['chosen'] == result['chosen']

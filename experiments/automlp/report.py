@@ -59,7 +59,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   chosen k is argmax α, as in the paper, and the model is retrained from scratch.
 - **Negatives.** 100 distinct negatives per target drawn once by whole-dataset popularity,
   excluding the target (NOTES.md's protocol), shared by every model; RecBole's sampler also
-  excludes the user's history, which is the `popularity:100:unseen` table. Ranks count ties pessimistically.
+  excludes the user's history, which is the `popularity:100:unseen` table. Ranks count ties
+  pessimistically.
 - **Tuning budget.** Identical for every model (the grid in the tuning table, chosen on
   validation MRR@10); the paper tuned baselines by grid search too, without giving grids.
 - **Parameters.** Ours are counted from each trained model's parameter tree; the paper's

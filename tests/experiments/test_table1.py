@@ -18,11 +18,14 @@ def _run(module, *args):
 
 
 def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
+  """Also: the archive keeps the records of finished runs only, and the report regenerated
+  from it is the report of the runs themselves."""
   root = str(tmp_path / 'runs')
-  flags = [f'--root={root}', '--datasets=synthetic', '--models=sasrec', '--seeds=0,1',
+  # FPMC trains in seconds: what is tested is the runner, not a model.
+  flags = [f'--root={root}', '--datasets=synthetic', '--models=fpmc', '--seeds=0,1',
            '--lrs=1e-3,1e-2', '--num_epochs=1']
   _run('experiments.pyramid_mixer.table1', *flags)
-  cell = os.path.join(root, 'synthetic', 'sasrec')
+  cell = os.path.join(root, 'synthetic', 'fpmc')
   with open(os.path.join(cell, 'chosen.json')) as f:
     chosen = json.load(f)
   runs = {}
@@ -48,12 +51,28 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
   assert 'No runs yet: ml-100k, ml-1m, beauty.' in text
   ndcg = [json.load(open(os.path.join(cell, best, f'seed={s}', 'results.json')))['test']
           ['NDCG@10'] for s in (0, 1)]
-  assert '| synthetic | sasrec | 2 |' in text
+  assert '| synthetic | fpmc | 2 |' in text
   assert f'{sum(ndcg) / 2:.4f} ±' in text  # The mean over seeds, read from the runs.
   stats = runs[best]['data_stats']
   assert (f'| synthetic | {stats["users"]:,} | {stats["items"]:,} | '
           f'{stats["interactions"]:,} |') in text.split('## Data')[1]
   assert f'{stats["test_cold_targets"]:.3f} |' in text.split('## Data')[1]
+
+  unfinished = os.path.join(root, 'synthetic', 'sasrec', best, 'seed=0')
+  os.makedirs(os.path.join(unfinished, 'search'))
+  open(os.path.join(unfinished, 'search', 'result.json'), 'w').write('{}')
+  archived = str(tmp_path / 'archive')
+  _run('experiments.archive', f'--root={root}', f'--to={archived}')
+  kept = {os.path.relpath(os.path.join(d, f), archived)
+          for d, _, files in os.walk(archived) for f in files}
+  assert kept == {os.path.join('synthetic', 'fpmc', 'chosen.json')} | {
+      os.path.join('synthetic', 'fpmc', point, f'seed={seed}', name)
+      for point, seed in ((best, 0), (best, 1), (other, 0))
+      for name in ('results.json', 'config.txt')}
+  from_archive = str(tmp_path / 'from_archive.md')
+  _run('experiments.pyramid_mixer.report', f'--root={archived}', f'--out={from_archive}')
+  below_the_root = lambda text: text.split('\n', 3)[3]
+  assert below_the_root(open(from_archive).read()) == below_the_root(text)
 
 
 @pytest.mark.slow
@@ -110,3 +129,4 @@ def test_an_ablation_trains_at_its_full_models_point_and_is_set_beside_it(tmp_pa
   result = subprocess.run([sys.executable, '-c', ABLATION_CHECKS, str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
+
