@@ -137,14 +137,15 @@ def test_missing_data_file_names_the_file(tmp_path):
 
 
 def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
-  config = tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20',
+  # FPMC trains in a second: the protocol's bookkeeping is tested, not a model.
+  config = tiny_config('fpmc', train__num_epochs=1, eval__protocol='popularity:20',
                        eval__also_protocols=('full',))
   first = train.train_and_evaluate(config, str(tmp_path))
   saved = sorted(os.listdir(tmp_path / 'negatives'))
   assert saved == ['test-popularity20-seed0.npy', 'valid-popularity20-seed0.npy']
   assert first['protocol'] == 'popularity:20'
   # Sampled metrics are inflated relative to full ranking on the same model.
-  full_config = tiny_config('pyramid', train__num_epochs=1)
+  full_config = tiny_config('fpmc', train__num_epochs=1)
   full = train.train_and_evaluate(full_config, str(tmp_path / 'full'))
   assert first['test']['HR@10'] > full['test']['HR@10']
   # `also_protocols` scores the same checkpoint as a run under that protocol would (one
@@ -166,7 +167,7 @@ def test_sampled_protocol_saves_and_reuses_its_negatives(tmp_path):
   with open(full_dir / 'results.json') as f:
     assert json.load(f)['also_protocols'] == rescored['also_protocols']
   unseen = train.train_and_evaluate(
-      tiny_config('pyramid', train__num_epochs=1, eval__protocol='popularity:20:unseen'),
+      tiny_config('fpmc', train__num_epochs=1, eval__protocol='popularity:20:unseen'),
       str(tmp_path / 'unseen'))
   assert rescored['also_protocols']['popularity:20:unseen']['test'] == unseen['test']
 
