@@ -19,10 +19,6 @@ import shutil
 
 from absl import app, flags
 
-_ROOT = flags.DEFINE_string('root', None, 'Parent directory of the runs (a runner\'s --root).')
-_TO = flags.DEFINE_string('to', None, 'The archive: experiments/<table>/runs.')
-flags.mark_flags_as_required(['root', 'to'])
-
 
 def records(root: str) -> list[str]:
   """Paths, relative to `root`, of the records of every finished run under it: its JSON files
@@ -56,9 +52,13 @@ def archive(root: str, to: str) -> list[str]:
 
 def main(argv: list[str]) -> None:
   del argv
-  copied = archive(_ROOT.value, _TO.value)
-  print(f'{len(copied)} records copied from {_ROOT.value} to {_TO.value}')
+  root, to = flags.FLAGS.root, flags.FLAGS.to
+  print(f'{len(archive(root, to))} records copied from {root} to {to}')
 
 
 if __name__ == '__main__':
+  # Defined here, not on import: the table runners import archive() and have a --root too.
+  flags.DEFINE_string('root', None, "Parent directory of the runs (a runner's --root).")
+  flags.DEFINE_string('to', None, 'The archive: experiments/<table>/runs.')
+  flags.mark_flags_as_required(['root', 'to'])
   app.run(main)

@@ -18,6 +18,9 @@ go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant 
 tuned: once the full model's cell has chosen its point, the variant trains at that point); a
 run whose results.json exists is not repeated, so the command can be stopped and started
 again, and several processes can share one root when given disjoint datasets or models.
+With `--archive=experiments/<table>/runs` each finished run's records are also copied into
+the repository at once (`experiments/archive.py`); to go on with a table on a new machine,
+copy that archive into ROOT first and the runs it holds are not repeated.
 
 A config with an architecture search (AutoMLP's) searches first, in each run's workdir, then
 retrains; `experiments/automlp/table2.py` is this runner with AutoMLP's preset and models.
@@ -33,6 +36,7 @@ import os
 import ml_collections
 from absl import app, flags, logging
 
+from experiments import archive
 from pmix_jax import search, train
 
 # Public: report.py and efficiency.py read the runs under the same --root.
@@ -63,6 +67,10 @@ _SKIP_FULL = flags.DEFINE_list(
     'skip_full_ranking', [],
     'Models (config names) not also scored under full ranking: those that run a network per '
     '(row, item), like SURGE, take hours to rank a whole catalogue on a CPU.')
+_ARCHIVE = flags.DEFINE_string(
+    'archive', '',
+    'If set (experiments/<table>/runs), the records of every run are copied there as soon as '
+    'it finishes (experiments/archive.py), so that a queue cut short loses no finished run.')
 flags.mark_flag_as_required('root')
 
 # Dataset -> config.data values (paths relative to --shared_data) and side fields.
@@ -158,14 +166,24 @@ def main(argv: list[str]) -> None:
     if dataset not in DATASETS:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
     points = grid_points(ROOT.value, dataset, model, grid)
-    tuned = {point: run(dataset, model, point, seeds[0]) for point in points}
+    tuned = {}
+    for point in points:
+      tuned[point] = run(dataset, model, point, seeds[0])
+      keep_records()
     best = max(points, key=lambda p: tuned[p]['valid'][_SELECTION.value])
     with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
               'w') as f:
       json.dump(dict(lr=best[0], dropout=best[1], hidden=best[2], seeds=seeds,
                      grid=[list(p) for p in points], selection=f'valid {_SELECTION.value}'), f)
+    keep_records()
     for seed in seeds[1:]:
       run(dataset, model, best, seed)
+      keep_records()
+
+
+def keep_records() -> None:
+  if _ARCHIVE.value:
+    archive.archive(ROOT.value, _ARCHIVE.value)
 
 
 if __name__ == '__main__':

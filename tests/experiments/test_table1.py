@@ -22,8 +22,9 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
   from it is the report of the runs themselves."""
   root = str(tmp_path / 'runs')
   # FPMC trains in seconds: what is tested is the runner, not a model.
-  flags = [f'--root={root}', '--datasets=synthetic', '--models=fpmc', '--seeds=0,1',
-           '--lrs=1e-3,1e-2', '--num_epochs=1']
+  archived = str(tmp_path / 'archive')
+  flags = [f'--root={root}', f'--archive={archived}', '--datasets=synthetic', '--models=fpmc',
+           '--seeds=0,1', '--lrs=1e-3,1e-2', '--num_epochs=1']
   _run('experiments.pyramid_mixer.table1', *flags)
   cell = os.path.join(root, 'synthetic', 'fpmc')
   with open(os.path.join(cell, 'chosen.json')) as f:
@@ -58,17 +59,19 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
           f'{stats["interactions"]:,} |') in text.split('## Data')[1]
   assert f'{stats["test_cold_targets"]:.3f} |' in text.split('## Data')[1]
 
-  unfinished = os.path.join(root, 'synthetic', 'sasrec', best, 'seed=0')
-  os.makedirs(os.path.join(unfinished, 'search'))
-  open(os.path.join(unfinished, 'search', 'result.json'), 'w').write('{}')
-  archived = str(tmp_path / 'archive')
-  _run('experiments.archive', f'--root={root}', f'--to={archived}')
-  kept = {os.path.relpath(os.path.join(d, f), archived)
-          for d, _, files in os.walk(archived) for f in files}
-  assert kept == {os.path.join('synthetic', 'fpmc', 'chosen.json')} | {
+  # The runner archived every finished run; the archive command copies no unfinished one.
+  kept = lambda: {os.path.relpath(os.path.join(d, f), archived)
+                  for d, _, files in os.walk(archived) for f in files}
+  expected = {os.path.join('synthetic', 'fpmc', 'chosen.json')} | {
       os.path.join('synthetic', 'fpmc', point, f'seed={seed}', name)
       for point, seed in ((best, 0), (best, 1), (other, 0))
       for name in ('results.json', 'config.txt')}
+  assert kept() == expected
+  unfinished = os.path.join(root, 'synthetic', 'sasrec', best, 'seed=0')
+  os.makedirs(os.path.join(unfinished, 'search'))
+  open(os.path.join(unfinished, 'search', 'result.json'), 'w').write('{}')
+  _run('experiments.archive', f'--root={root}', f'--to={archived}')
+  assert kept() == expected
   from_archive = str(tmp_path / 'from_archive.md')
   _run('experiments.pyramid_mixer.report', f'--root={archived}', f'--out={from_archive}')
   below_the_root = lambda text: text.split('\n', 3)[3]
