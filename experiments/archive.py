@@ -40,6 +40,8 @@ def records(root: str) -> list[str]:
 
 
 def archive(root: str, to: str) -> list[str]:
+  if not os.path.isdir(root):  # A mistyped root would otherwise archive nothing, silently.
+    raise FileNotFoundError(f'{root}: no such directory of runs')
   copied = []
   for relative in records(root):
     target = os.path.join(to, relative)
@@ -53,6 +55,8 @@ def archive(root: str, to: str) -> list[str]:
 def main(argv: list[str]) -> None:
   del argv
   root, to = flags.FLAGS.root, flags.FLAGS.to
+  if not os.path.isdir(root):
+    raise app.UsageError(f'--root={root}: no such directory of runs')
   print(f'{len(archive(root, to))} records copied from {root} to {to}')
 
 

@@ -138,6 +138,11 @@ def grid_points(root: str, dataset: str, model: str,
   return [(base[0]['lr'], base[0]['dropout'], base[0]['hidden'])]
 
 
+def keep_records() -> None:
+  if _ARCHIVE.value:
+    archive.archive(ROOT.value, _ARCHIVE.value)
+
+
 def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) -> dict:
   lr, dropout, hidden = point
   workdir = os.path.join(ROOT.value, dataset, model.replace(':', '-'),
@@ -147,12 +152,14 @@ def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) ->
   if not os.path.exists(path):
     print(f'--- {dataset} {model} lr={lr:g} dropout={dropout:g} hidden={hidden} seed={seed}',
           flush=True)
-    return train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
-  with open(path) as f:
-    results = json.load(f)
-  if set(config.eval.also_protocols) - set(results['also_protocols']):
-    results = train.rescore(search.resolve_architecture(config, workdir), workdir,
-                            tuple(config.eval.also_protocols))
+    results = train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
+  else:
+    with open(path) as f:
+      results = json.load(f)
+    if set(config.eval.also_protocols) - set(results['also_protocols']):
+      results = train.rescore(search.resolve_architecture(config, workdir), workdir,
+                              tuple(config.eval.also_protocols))
+  keep_records()
   return results
 
 
@@ -166,10 +173,7 @@ def main(argv: list[str]) -> None:
     if dataset not in DATASETS:
       raise app.UsageError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}')
     points = grid_points(ROOT.value, dataset, model, grid)
-    tuned = {}
-    for point in points:
-      tuned[point] = run(dataset, model, point, seeds[0])
-      keep_records()
+    tuned = {point: run(dataset, model, point, seeds[0]) for point in points}
     best = max(points, key=lambda p: tuned[p]['valid'][_SELECTION.value])
     with open(os.path.join(ROOT.value, dataset, model.replace(':', '-'), 'chosen.json'),
               'w') as f:
@@ -178,12 +182,6 @@ def main(argv: list[str]) -> None:
     keep_records()
     for seed in seeds[1:]:
       run(dataset, model, best, seed)
-      keep_records()
-
-
-def keep_records() -> None:
-  if _ARCHIVE.value:
-    archive.archive(ROOT.value, _ARCHIVE.value)
 
 
 if __name__ == '__main__':
