@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -45,6 +46,15 @@ EXAMPLES = [
          user_rating=2.0, timestamp=956703932, user_gender=False, bucketized_user_age=56.0,
          user_occupation_label='artist'),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _tfds_temp_dirs_out_of_tmp(tmp_path_factory, monkeypatch):
+  """TFDS makes an empty `tmp*tfds` directory, and never removes it, each time a builder
+  is made for a dataset that is not prepared (`DatasetInfo.initialize_from_bucket` creates
+  it before looking for files on GCS): keep them under pytest's temporary root, which it
+  prunes, not in /tmp."""
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path_factory.mktemp('tfds_leaked')))
 
 
 def builder_features(name):
