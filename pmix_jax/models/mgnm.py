@@ -25,7 +25,9 @@ Sequential capsule network, applied to every level with one set of weights (the 
 writes `W_i`, `W'_c` without a level index, and the code reuses one network):
 - Eq. 5, a bilinear map per position: `z_cj = W_jc h_j`, `W` `[L, K, d', D]` (the code's
   `bilinear_type=2`, positions counted from the latest behavior), `Z` `[N, K, L, d']` with
-  `N = B * levels`;
+  `N = B * levels`. `bilinear='per_interest'` shares one map per interest over the
+  positions, `W` `[K, d', D]` (ComiRec's `bilinear_type=1`, the kind of map MIND
+  shares; MGNM's code names an LSTM so);
 - Eq. 10, `Z = Z + BiLSTM(Z)` (`use_bilstm`): a bidirectional LSTM of width d' per
   direction over the positions of `Z` (its K interests concatenated, `[N, L, K d']`) and a
   linear map (no bias, as the code) back to `K d'`. It replaces Z before routing, as the
@@ -110,6 +112,7 @@ EXTRACTORS = ('capsule', 'bilstm', 'sum', 'self_attention')
 POOLINGS = ('max', 'sum')
 ROUTING_INITS = ('random', 'zeros')
 BILSTM_PLACEMENTS = ('eq10', 'routing')
+BILINEARS = ('per_position', 'per_interest')
 # The tables' N(0, σ). A score is a product of two factors drawn from them (interests and
 # x_t), so small tables start on a plateau: on the synthetic data σ = 0.1 (the code's user
 # table) needed twice the epochs of σ = 0.3 to beat popularity.
@@ -199,13 +202,19 @@ class InterestExtractor(nn.Module):
   kind: str
   projection: bool
   bilstm_placement: str = 'eq10'
+  bilinear: str = 'per_position'
 
   @nn.compact
   def __call__(self, h: jax.Array, valid: jax.Array, *, train: bool) -> jax.Array:
     n, length, dim = h.shape
     k, c = self.num_interests, self.capsule_dim
-    bilinear = self.param('bilinear', nn.initializers.normal(1.0), (length, k, c, dim))
-    z = jnp.einsum('nld,lkcd->nklc', h, bilinear) * valid[:, None, :, None]  # Eq. 5
+    if self.bilinear == 'per_position':  # Eq. 5
+      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (length, k, c, dim))
+      z = jnp.einsum('nld,lkcd->nklc', h, bilinear)
+    else:
+      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (k, c, dim))
+      z = jnp.einsum('nld,kcd->nklc', h, bilinear)
+    z = z * valid[:, None, :, None]
     bilstm = lambda: SequenceBiLSTM(c, k * c, name='bilstm')
     flat = lambda: z.transpose(0, 2, 1, 3).reshape(n, length, k * c)  # [N, L, K d']
     if self.kind == 'capsule':
@@ -254,6 +263,7 @@ class MGNM(nn.Module):
   use_graph: bool = True  # False: H^(0) alone (w/o UGCN).
   use_bilstm: bool = True  # False: no Eq. 10 (w/o BiLSTM).
   bilstm_placement: str = 'eq10'  # 'eq10' | 'routing' (the code's), see the module doc.
+  bilinear: str = 'per_position'  # Eq. 5 | 'per_interest' (shared over positions).
   interest_extractor: str = 'capsule'  # | 'bilstm' | 'sum' | 'self_attention'
   projection: bool = True  # Eq. 11; False is the code's relu_layer=False.
   pooling: str = 'max'  # Over levels in evaluation: 'max' (Eq. 15) | 'sum'.
@@ -271,7 +281,8 @@ class MGNM(nn.Module):
                                ('interest_extractor', self.interest_extractor, EXTRACTORS),
                                ('pooling', self.pooling, POOLINGS),
                                ('routing_init', self.routing_init, ROUTING_INITS),
-                               ('bilstm_placement', self.bilstm_placement, BILSTM_PLACEMENTS)]:
+                               ('bilstm_placement', self.bilstm_placement, BILSTM_PLACEMENTS),
+                               ('bilinear', self.bilinear, BILINEARS)]:
       if value not in known:
         raise ConfigError(f'mgnm {name} must be one of {list(known)}, not {value!r}')
     for name in ('num_levels', 'num_interests', 'capsule_dim', 'routing_iterations'):
@@ -324,7 +335,7 @@ class MGNM(nn.Module):
     extractor = InterestExtractor(self.num_interests, self.capsule_dim,
                                   self.routing_iterations, self.routing_init,
                                   self.use_bilstm, self.interest_extractor, self.projection,
-                                  self.bilstm_placement,
+                                  self.bilstm_placement, self.bilinear,
                                   name='interests')
     q = extractor(h.reshape(-1, length, dim), jnp.repeat(valid, num_levels, axis=0),
                   train=train)

@@ -45,3 +45,36 @@ def test_mgnm_table_selects_on_gauc_reports_and_draws_interests(tmp_path):
        '--config.data.preset=surge', '--config.model.dropout=0.0', f'--out={picture}')
   with open(picture, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_probe_with_an_unknown_config_key_fails_before_training(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.mgnm.probes', f'--root={tmp_path}/runs',
+       '--datasets=synthetic', '--probes=mgnm,model.use_bilstn=False', '--archive=',
+       f'--report={tmp_path}/PROBES.md'],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "the config has no 'model.use_bilstn'" in result.stderr
+  assert not os.path.exists(tmp_path / 'runs')  # Not even the first, valid probe ran.
+
+
+@pytest.mark.slow
+def test_probes_train_score_the_levels_archive_and_report(tmp_path):
+  root, kept, out = tmp_path / 'runs', tmp_path / 'archive', tmp_path / 'PROBES.md'
+  _run('experiments.mgnm.probes', f'--root={root}', '--datasets=synthetic', '--max_len=16',
+       '--num_epochs=2', '--probes=mgnm,model.use_bilstm=False+model.num_levels=2',
+       f'--archive={kept}', f'--report={out}')
+  text = out.read_text()
+  for name, levels in [('mgnm', 4), ('model.use_bilstm=False+model.num_levels=2', 2)]:
+    with open(kept / name / 'results.json') as f:
+      results = json.load(f)
+    assert results['epochs_run'] == 2
+    gaucs = ' / '.join(f'{h["GAUC"]:.4f}' for h in results['valid_history'])
+    assert f'| `{name}` | {gaucs} | {results["best_epoch"]} |' in text
+    with open(kept / name / 'levels.json') as f:
+      pooled = json.load(f)
+    # Eq. 15's max over every level is the run's own validation score of that checkpoint.
+    assert abs(pooled['max'] - results['valid']['GAUC']) < 1e-6
+    assert len(pooled) == 2 + (levels - 1)
+  assert 'use_bilstm: false' in (kept / 'model.use_bilstm=False+model.num_levels=2' /
+                                 'config.txt').read_text()

@@ -49,6 +49,8 @@ def subset(params, like):
 
 
 def params_for(model):
+  if model.bilinear != 'per_position':  # Its own bilinear shape: its own draw.
+    return {'params': numpy_normal_init(model, make_inputs())['params']}
   return {'params': subset(variables()['params'], init_shapes(model)['params'])}
 
 
@@ -108,7 +110,11 @@ def np_capsule_interests(params, h, valid, iterations=3, extractor='capsule'):
   batch, levels, length, _ = h.shape
   flat = h.reshape(batch * levels, length, -1)
   valid = np.repeat(valid, levels, axis=0).astype(np.float64)
-  z = np.einsum('nld,lkcd->nklc', flat, np.asarray(p['bilinear'], np.float64))
+  bilinear = np.asarray(p['bilinear'], np.float64)
+  if bilinear.ndim == 4:  # Per position [L, K, d', D].
+    z = np.einsum('nld,lkcd->nklc', flat, bilinear)
+  else:  # Per interest [K, d', D], shared over the positions.
+    z = np.einsum('nld,kcd->nklc', flat, bilinear)
   z = z * valid[:, None, :, None]
   if extractor == 'sum':
     o = z.sum(axis=2)
@@ -240,11 +246,13 @@ def test_squash_and_dynamic_routing_match_numpy():
   np.testing.assert_allclose(grad, fixed, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize('extractor', ['capsule', 'sum'])
-def test_interests_match_numpy(extractor):
-  """Eq. 5 (per-position bilinear maps), the routing from zero logits in evaluation (or
-  sum pooling), Eq. 11 (ReLU projection per interest), one network shared by the levels."""
-  model = make_model(use_bilstm=False, interest_extractor=extractor)
+@pytest.mark.parametrize('extractor, bilinear', [
+    ('capsule', 'per_position'), ('sum', 'per_position'), ('capsule', 'per_interest')])
+def test_interests_match_numpy(extractor, bilinear):
+  """Eq. 5 (per-position bilinear maps, or one per interest), the routing from zero logits
+  in evaluation (or sum pooling), Eq. 11 (ReLU projection per interest), one network shared
+  by the levels."""
+  model = make_model(use_bilstm=False, interest_extractor=extractor, bilinear=bilinear)
   inputs = make_inputs()
   q, sown, _ = interests(model, inputs)
   expected = np_capsule_interests(params_for(model)['params'], np.asarray(sown['levels']),
@@ -495,6 +503,7 @@ def test_bilstm_in_routing_learns_through_the_couplings_only():
     (dict(pooling='mean'), 'pooling must be one of'),
     (dict(routing_init='normal'), 'routing_init must be one of'),
     (dict(bilstm_placement='output'), 'bilstm_placement must be one of'),
+    (dict(bilinear='shared'), 'bilinear must be one of'),
     (dict(num_levels=0), 'num_levels must be at least 1'),
     (dict(num_interests=0), 'num_interests must be at least 1'),
     (dict(capsule_dim=0), 'capsule_dim must be at least 1'),
