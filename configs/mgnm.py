@@ -61,6 +61,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # Eq. 5's map per position ('per_position', the code's bilinear_type=2) or one per
   # interest shared over positions ('per_interest', ComiRec's bilinear_type=1).
   config.model.bilinear = 'per_position'
+  config.model.bilinear_std = 1.0  # Eq. 5's W ~ N(0, σ²), the code's σ.
   config.model.projection = True  # Eq. 11; False is the code's relu_layer=False.
   config.model.pooling = 'max'  # Over levels in evaluation (Eq. 15); 'sum': w/o MaxPool.
   config.model.l1_weight = 1e-5  # θ1 on the adjacency; 0: w/o L1Norm.

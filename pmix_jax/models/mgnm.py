@@ -85,8 +85,8 @@ aligned to the latest behavior); longer ones are an error. Not causal: `T = 1`.
 
 Other choices the paper leaves open: tables `N(0, 0.3)` (`EMBED_STD`; the code's user
 table is `N(0, 0.1)`, its item table Glorot-uniform, 0.003 for 200k items), `W` `N(0, 1)`
-(the code's), LeCun-normal GCN and projection weights; `dropout` (0 in the code) on the
-embeddings.
+(the code's; `bilinear_std`), LeCun-normal GCN and projection weights; `dropout` (0 in
+the code) on the embeddings.
 
 Shapes: inputs `[B, L, F]` -> H `[B, levels, L, D]` -> Z `[N, K, L, d']` -> interests
 `[B, levels, K, D]` -> scores `[B, V]`; hidden `[B, 1, D]`, item table `[V, D]`.
@@ -203,16 +203,18 @@ class InterestExtractor(nn.Module):
   projection: bool
   bilstm_placement: str = 'eq10'
   bilinear: str = 'per_position'
+  bilinear_std: float = 1.0
 
   @nn.compact
   def __call__(self, h: jax.Array, valid: jax.Array, *, train: bool) -> jax.Array:
     n, length, dim = h.shape
     k, c = self.num_interests, self.capsule_dim
+    init = nn.initializers.normal(self.bilinear_std)
     if self.bilinear == 'per_position':  # Eq. 5
-      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (length, k, c, dim))
+      bilinear = self.param('bilinear', init, (length, k, c, dim))
       z = jnp.einsum('nld,lkcd->nklc', h, bilinear)
     else:
-      bilinear = self.param('bilinear', nn.initializers.normal(1.0), (k, c, dim))
+      bilinear = self.param('bilinear', init, (k, c, dim))
       z = jnp.einsum('nld,kcd->nklc', h, bilinear)
     z = z * valid[:, None, :, None]
     bilstm = lambda: SequenceBiLSTM(c, k * c, name='bilstm')
@@ -264,6 +266,7 @@ class MGNM(nn.Module):
   use_bilstm: bool = True  # False: no Eq. 10 (w/o BiLSTM).
   bilstm_placement: str = 'eq10'  # 'eq10' | 'routing' (the code's), see the module doc.
   bilinear: str = 'per_position'  # Eq. 5 | 'per_interest' (shared over positions).
+  bilinear_std: float = 1.0  # W ~ N(0, σ²) (the code's σ = 1).
   interest_extractor: str = 'capsule'  # | 'bilstm' | 'sum' | 'self_attention'
   projection: bool = True  # Eq. 11; False is the code's relu_layer=False.
   pooling: str = 'max'  # Over levels in evaluation: 'max' (Eq. 15) | 'sum'.
@@ -288,6 +291,8 @@ class MGNM(nn.Module):
     for name in ('num_levels', 'num_interests', 'capsule_dim', 'routing_iterations'):
       if getattr(self, name) < 1:
         raise ConfigError(f'mgnm {name} must be at least 1, not {getattr(self, name)}')
+    if self.bilinear_std <= 0:
+      raise ConfigError(f'mgnm bilinear_std must be > 0, not {self.bilinear_std}')
     if self.l1_weight < 0 or self.l2_weight < 0:
       raise ConfigError('mgnm l1_weight and l2_weight must be >= 0')
     if not 0.0 <= self.dropout < 1.0:
@@ -335,7 +340,7 @@ class MGNM(nn.Module):
     extractor = InterestExtractor(self.num_interests, self.capsule_dim,
                                   self.routing_iterations, self.routing_init,
                                   self.use_bilstm, self.interest_extractor, self.projection,
-                                  self.bilstm_placement, self.bilinear,
+                                  self.bilstm_placement, self.bilinear, self.bilinear_std,
                                   name='interests')
     q = extractor(h.reshape(-1, length, dim), jnp.repeat(valid, num_levels, axis=0),
                   train=train)

@@ -504,6 +504,7 @@ def test_bilstm_in_routing_learns_through_the_couplings_only():
     (dict(routing_init='normal'), 'routing_init must be one of'),
     (dict(bilstm_placement='output'), 'bilstm_placement must be one of'),
     (dict(bilinear='shared'), 'bilinear must be one of'),
+    (dict(bilinear_std=0.0), 'bilinear_std must be > 0'),
     (dict(num_levels=0), 'num_levels must be at least 1'),
     (dict(num_interests=0), 'num_interests must be at least 1'),
     (dict(capsule_dim=0), 'capsule_dim must be at least 1'),
@@ -539,3 +540,13 @@ def test_training_needs_its_losses_prefix_targets_and_a_user_field():
 def test_prefix_training_beats_popularity(tmp_path):
   config = tiny_config('mgnm', train__num_epochs=5, train__lr=1e-2, **QUIET)
   assert_beats_popularity(train.train_and_evaluate(config, str(tmp_path)))
+
+
+@pytest.mark.parametrize('bilinear', ['per_position', 'per_interest'])
+def test_bilinear_maps_start_from_n0_bilinear_std(bilinear):
+  model = make_model(bilinear=bilinear, bilinear_std=0.25)
+  params = jax.jit(lambda: model.init({'params': jax.random.key(0)}, make_inputs(),
+                                      train=False))()['params']
+  weights = np.asarray(params['interests']['bilinear'])
+  assert weights.ndim == (4 if bilinear == 'per_position' else 3)
+  assert abs(weights.std() - 0.25) < 0.02 and abs(weights.mean()) < 0.02
