@@ -12,9 +12,9 @@ and `a.b=V+c.d=W` sets config values (V read as a Python literal, else as a stri
 records and config.txt) under `--archive` as soon as it finishes; a finished probe is not
 rerun.
 
-With graph levels, each probe's best checkpoint is also scored on validation with the levels
-pooled differently (`levels.json`): Eq. 15's max over all levels, their sum, and the max over
-the first n levels only (n = 1 is H^(0), the raw embeddings, alone).
+Each probe's best checkpoint is then examined on validation rows (`diagnosis.json`,
+`diagnose`): whether its interests depend on the user, and, with graph levels, whether the
+levels score differently.
 
 The report (`PROBES.md` beside this file) gives every probe's validation GAUC per epoch.
 Probes are diagnostics on validation, not results: the table's runs are table2.py's.
@@ -26,11 +26,14 @@ import ast
 import json
 import os
 
+import jax.numpy as jnp
+import numpy as np
 from absl import app, flags, logging
 
 from experiments import archive
 from experiments.pyramid_mixer import table1
 from pmix_jax import train
+from pmix_jax.data import batches
 
 _PROBES = flags.DEFINE_list('probes', ['mgnm'], 'Probes: mgnm | variant:NAME | a.b=V+c.d=W.')
 _REPORT = flags.DEFINE_string('report', 'experiments/mgnm/PROBES.md', 'The report written.')
@@ -66,23 +69,63 @@ def probe_config(probe: str, dataset: str, epochs: int):
   return config
 
 
-def score_levels(config, workdir: str) -> dict[str, float]:
-  """Validation GAUC of the best checkpoint under other level poolings."""
+def _cosine_to_mean(vectors: np.ndarray) -> float:
+  """Mean cosine of each row's vector `[N, K, E]` with the mean direction of its interest k
+  over the rows (1: the same for every user), averaged over k."""
+  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+  mean = unit.mean(axis=0)
+  mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+  return float(np.einsum('nke,ke->nk', unit, mean).mean())
+
+
+def _pairwise_cosine(vectors: np.ndarray) -> float:
+  """Mean cosine between the K interests of a row `[N, K, E]` (1: one interest K times)."""
+  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+  k = unit.shape[1]
+  return float(np.einsum('nke,nje->nkj', unit, unit)[:, ~np.eye(k, dtype=bool)].mean())
+
+
+def diagnose(config, workdir: str, rows: int = 2000) -> dict:
+  """Of the best checkpoint, on (at most `rows`, evenly spread) validation rows: whether the
+  interests collapsed (the same for every user, or K times the same) and, with graph levels,
+  how alike the levels score: their scores' correlation with level 0's, and the validation
+  GAUC with the levels pooled differently."""
   setup = train.Setup.create(config)
   checkpoints = train.Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'), 1)
   params = train.Checkpoints.restore(checkpoints.best, setup.state)[0].params
   checkpoints.close()
+  valid_rows = batches.eval_rows(setup.data, 'valid')
+  valid_rows = valid_rows.take(np.arange(0, len(valid_rows), max(1, len(valid_rows) // rows)))
+  inputs = jnp.asarray(batches.gather_inputs(setup.data, valid_rows, setup.max_len))
+  (q, _, table), state = setup.model.apply({'params': params}, inputs, train=False,
+                                           method='interests', mutable=['intermediates'])
+  q = np.asarray(q)  # [B, levels, K, D]
+  capsules = np.asarray(state['intermediates']['interests']['capsules'][0])
+  capsules = capsules.reshape(q.shape[0], q.shape[1], *capsules.shape[1:])[:, 0]
+  found = dict(
+      rows=int(q.shape[0]),
+      capsules_cosine_to_mean_over_users=_cosine_to_mean(capsules),
+      interests_cosine_to_mean_over_users=_cosine_to_mean(q[:, 0]),
+      interests_cosine_within_user=_pairwise_cosine(q[:, 0]))
+  if q.shape[1] == 1:
+    return found
+  sample = jnp.asarray(q[:200])
+  scores = np.asarray(setup.model.level_scores(  # [200, levels, V]
+      sample, jnp.broadcast_to(table, (sample.shape[0], *table.shape))))
+  found['level_score_correlation_with_level_0'] = [
+      float(np.corrcoef(scores[:, 0].ravel(), scores[:, level].ravel())[0, 1])
+      for level in range(q.shape[1])]
   pooled = {}
-  levels = config.model.num_levels
   for name, changes in ([('max', {}), ('sum', dict(pooling='sum'))]
                         + [(f'max over levels 0-{n - 1}', dict(num_levels=n))
-                           for n in range(1, levels)]):
+                           for n in range(1, q.shape[1])]):
     changed = config.copy_and_resolve_references()
     changed.model.update(changes)
     changed_setup = train.Setup.create(changed)
     valid = train._evaluator(changed, changed_setup, workdir, 'valid')  # pylint: disable=protected-access
     pooled[name] = float(valid(changed_setup.score_fn, params)['GAUC'])
-  return pooled
+  found['valid_gauc_by_level_pooling'] = pooled
+  return found
 
 
 def run_probe(root: str, probe: str, dataset: str, epochs: int) -> None:
@@ -91,15 +134,15 @@ def run_probe(root: str, probe: str, dataset: str, epochs: int) -> None:
   if not os.path.exists(os.path.join(workdir, 'results.json')):
     print(f'--- probe {probe}, {epochs} epochs', flush=True)
     train.train_and_evaluate(config, workdir)
-  levels_path = os.path.join(workdir, 'levels.json')
-  if config.model.use_graph and config.model.num_levels > 1 and not os.path.exists(levels_path):
-    with open(levels_path + '.tmp', 'w') as f:
-      json.dump(score_levels(config, workdir), f, indent=1)
-    os.replace(levels_path + '.tmp', levels_path)
+  path = os.path.join(workdir, 'diagnosis.json')
+  if not os.path.exists(path):
+    with open(path + '.tmp', 'w') as f:
+      json.dump(diagnose(config, workdir), f, indent=1)
+    os.replace(path + '.tmp', path)
 
 
 def report(root: str) -> str:
-  rows, level_rows = [], []
+  rows, collapse_rows, level_rows = [], [], []
   for name in sorted(os.listdir(root)):
     path = os.path.join(root, name, 'results.json')
     if not os.path.exists(path):
@@ -107,29 +150,46 @@ def report(root: str) -> str:
     with open(path) as f:
       results = json.load(f)
     history = results['valid_history']
-    per_epoch = sum(h['train_seconds'] - g['train_seconds']
-                    for g, h in zip([{'train_seconds': 0.0}] + history, history)) / len(history)
+    per_epoch = history[-1]['train_seconds'] / len(history)
     gaucs = ' / '.join(f'{h["GAUC"]:.4f}' for h in history)
     rows.append(f'| `{name}` | {gaucs} | {results["best_epoch"]} | '
                 f'{results["valid"]["GAUC"]:.4f} | {per_epoch:.0f} |')
-    levels_path = os.path.join(root, name, 'levels.json')
-    if os.path.exists(levels_path):
-      with open(levels_path) as f:
-        levels = json.load(f)
-      level_rows.append(f'| `{name}` | ' + ' | '.join(f'{k}: {v:.4f}' for k, v in levels.items())
-                        + ' |')
+    diagnosis_path = os.path.join(root, name, 'diagnosis.json')
+    if not os.path.exists(diagnosis_path):
+      continue
+    with open(diagnosis_path) as f:
+      found = json.load(f)
+    collapse_rows.append(
+        f'| `{name}` | {found["capsules_cosine_to_mean_over_users"]:.3f} | '
+        f'{found["interests_cosine_to_mean_over_users"]:.3f} | '
+        f'{found["interests_cosine_within_user"]:.3f} |')
+    if 'valid_gauc_by_level_pooling' in found:
+      correlations = ', '.join(f'{c:.3f}' for c in found['level_score_correlation_with_level_0'])
+      pooled = ', '.join(f'{k} {v:.4f}' for k, v in found['valid_gauc_by_level_pooling'].items())
+      level_rows.append(f'| `{name}` | {correlations} | {pooled} |')
   lines = [
       '# MGNM probes (validation, seed 0)', '',
       f'Written by `python -m experiments.mgnm.probes --root={root} --report_only` from the '
-      'probes\' results.json (see that module for what a probe is and the command that ran '
-      'each). A probe\'s name is what it changes in the table\'s MGNM config; `mgnm` is that '
-      'config. Validation only: nothing here is a test result.', '',
+      "probes' records (`experiments/mgnm/probes.py` says what a probe is; each record's "
+      "config.txt is the whole configuration it ran). A probe's name is what it changes in "
+      "the MGNM table's config; `mgnm` is that config. Validation only: nothing here is a "
+      'test result.', '',
       '| probe | valid GAUC, epoch 1 / 2 / ... | best epoch | best valid GAUC | train s / epoch |',
       '|---|---|---|---|---|', *rows, '',
-      '## The levels of the best checkpoint, pooled differently (valid GAUC)', '',
-      'Eq. 15 pools the levels\' scores by their max; `sum` is Figure 7\'s alternative; '
-      '"max over levels 0-n" drops the levels above n (levels 0-0: H^(0) alone).', '',
-      '| probe | poolings |', '|---|---|', *level_rows, '',
+      '## Do the interests depend on the user?', '',
+      "Of each probe's best checkpoint, on validation rows, level 0: the mean cosine of a "
+      "user's capsule k (before Eq. 11's projection) and of the interest k (after it) with "
+      "that interest's mean direction over all users, and the mean cosine between the K "
+      'interests of one user. 1.000 in the first two columns: every user gets the same '
+      'interests, and the model ranks items the same way for all of them.', '',
+      '| probe | capsules: cos to the mean over users | interests: cos to the mean over '
+      "users | interests: cos between a user's K |", '|---|---|---|---|', *collapse_rows, '',
+      '## Do the levels differ?', '',
+      "Correlation of each level's item scores with level 0's (200 validation rows, every "
+      "item), and the validation GAUC with the levels pooled otherwise: Eq. 15's max, Figure "
+      "7's sum, or the max over the lower levels only (\"levels 0-0\": H^(0) alone).", '',
+      '| probe | score correlation with level 0, per level | valid GAUC by pooling |',
+      '|---|---|---|', *level_rows, '',
       'train s / epoch: the probes shared the 2 cores with other jobs; compare them with care.']
   return '\n'.join(lines) + '\n'
 

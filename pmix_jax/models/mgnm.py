@@ -242,6 +242,7 @@ class InterestExtractor(nn.Module):
       logits = nn.Dense(k, name='attention_heads')(hidden).transpose(0, 2, 1)  # [N, K, L]
       weights = jax.nn.softmax(jnp.where(valid[:, None, :], logits, NEG_INF), axis=-1)
       interests = jnp.einsum('nkl,nklc->nkc', weights, z)
+    self.sow('intermediates', 'capsules', interests)  # Before Eq. 11: [N, K, d'].
     if not self.projection:
       return interests
     kernel = self.param('projection', nn.initializers.lecun_normal(batch_axis=(0,)),
@@ -309,7 +310,8 @@ class MGNM(nn.Module):
     """`inputs` `[B, L, F]` -> interests `q` `[B, levels, K, D]`, the adjacency `A`
     `[B, max_len, max_len]` (None without graph layers), item table `[V, D]`.
 
-    Sows the levels H `[B, levels, max_len, D]` and A into 'intermediates'."""
+    Sows the levels H `[B, levels, max_len, D]`, A, and the interests before Eq. 11
+    (`interests/capsules`, `[B * levels, K, d']`) into 'intermediates'."""
     inputs = jnp.asarray(inputs)
     self._check_config(inputs.shape[1])
     # Left-padded to max_len: the bilinear maps are per position from the latest behavior.

@@ -71,10 +71,15 @@ def test_probes_train_score_the_levels_archive_and_report(tmp_path):
     assert results['epochs_run'] == 2
     gaucs = ' / '.join(f'{h["GAUC"]:.4f}' for h in results['valid_history'])
     assert f'| `{name}` | {gaucs} | {results["best_epoch"]} |' in text
-    with open(kept / name / 'levels.json') as f:
-      pooled = json.load(f)
+    with open(kept / name / 'diagnosis.json') as f:
+      found = json.load(f)
+    assert -1.0 <= found['interests_cosine_to_mean_over_users'] <= 1.0 + 1e-6
+    assert found['level_score_correlation_with_level_0'][0] == pytest.approx(1.0)
+    assert len(found['level_score_correlation_with_level_0']) == levels
+    pooled = found['valid_gauc_by_level_pooling']
     # Eq. 15's max over every level is the run's own validation score of that checkpoint.
     assert abs(pooled['max'] - results['valid']['GAUC']) < 1e-6
     assert len(pooled) == 2 + (levels - 1)
+    assert f'| `{name}` | {found["capsules_cosine_to_mean_over_users"]:.3f} |' in text
   assert 'use_bilstm: false' in (kept / 'model.use_bilstm=False+model.num_levels=2' /
                                  'config.txt').read_text()

@@ -64,7 +64,9 @@ def interests(model, inputs=None, train_mode=False, key=0):
   inputs = make_inputs() if inputs is None else inputs
   (q, a, table), state = jitted_interests(model, train_mode)(
       params_for(model), inputs, jax.random.key(key))
-  sown = {name: value[0] for name, value in state['intermediates'].items()}
+  sown = {name: value[0] for name, value in state['intermediates'].items()
+          if name != 'interests'}
+  sown['capsules'] = state['intermediates']['interests']['capsules'][0]
   return np.asarray(q, np.float64), sown, np.asarray(table, np.float64)
 
 
@@ -105,7 +107,8 @@ def np_routing(z, valid, logits, iterations, second=None):
 
 def np_capsule_interests(params, h, valid, iterations=3, extractor='capsule'):
   """Eq. 5, routing (no BiLSTM, zero initial logits) or sum pooling, Eq. 11: `h`
-  [B, levels, L, D] -> q [B, levels, K, D]."""
+  [B, levels, L, D] -> q [B, levels, K, D] and the capsules before Eq. 11 [B * levels, K,
+  d']."""
   p = params['interests']
   batch, levels, length, _ = h.shape
   flat = h.reshape(batch * levels, length, -1)
@@ -121,7 +124,7 @@ def np_capsule_interests(params, h, valid, iterations=3, extractor='capsule'):
   else:
     o = np_routing(z, valid, np.zeros(z.shape[:3]), iterations)
   q = np.maximum(np.einsum('nkc,kcd->nkd', o, np.asarray(p['projection'], np.float64)), 0)
-  return q.reshape(batch, levels, INTERESTS, -1)
+  return q.reshape(batch, levels, INTERESTS, -1), o
 
 
 def np_level_scores(q, candidates):
@@ -255,9 +258,11 @@ def test_interests_match_numpy(extractor, bilinear):
   model = make_model(use_bilstm=False, interest_extractor=extractor, bilinear=bilinear)
   inputs = make_inputs()
   q, sown, _ = interests(model, inputs)
-  expected = np_capsule_interests(params_for(model)['params'], np.asarray(sown['levels']),
-                                  inputs[..., 0] > 0, extractor=extractor)
+  expected, capsules = np_capsule_interests(
+      params_for(model)['params'], np.asarray(sown['levels']), inputs[..., 0] > 0,
+      extractor=extractor)
   np.testing.assert_allclose(q, expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(sown['capsules'], capsules, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('pooling', ['max', 'sum'])
