@@ -98,6 +98,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
   (`pmix_jax/models/lstm.py`): about 190 s per epoch against about 130 s after, with the same
   parameters and values (`python -m experiments.mgnm.epoch_time` times one epoch). The
   "train s / epoch" column averages the runs as they ran.
+- **Why MGNM trails here** is probed in `experiments/mgnm/PROBES.md`
+  (`python -m experiments.mgnm.probes`): short validation runs that change one thing at a
+  time, each checked for whether its interests depend on the user and whether its levels
+  score differently.
 - **Missing cells** are runs not done yet on this 2-core CPU machine; the commands above
   produce them."""
 
