@@ -16,8 +16,9 @@ Each probe's best checkpoint is then examined on validation rows (`diagnosis.jso
 `diagnose`): whether its interests depend on the user, and, with graph levels, whether the
 levels score differently.
 
-The report (`PROBES.md` beside this file) gives every probe's validation GAUC per epoch.
-Probes are diagnostics on validation, not results: the table's runs are table2.py's.
+The report (`PROBES.md` beside this file) gives every probe's validation GAUC per epoch and
+its diagnosis. Probes are diagnostics on validation, not results: the table's runs are
+table2.py's.
 """
 
 from __future__ import annotations
@@ -51,13 +52,13 @@ def probe_config(probe: str, dataset: str, epochs: int):
   variant = probe.partition(':')[2] if probe.startswith('variant:') else ''
   config = table1.run_config(dataset, f'mgnm:{variant}' if variant else 'mgnm', 1e-3, 0.0, 16,
                              0)
-  if probe not in ('mgnm',) and not variant:
+  if probe != 'mgnm' and not variant:
     for change in probe.split('+'):
       path, _, value = change.partition('=')
       *parents, key = path.split('.')
       node = config
       for parent in parents:
-        node = node[parent]
+        node = node.get(parent, {})
       if key not in node:  # A mistyped key would otherwise be a silent no-op.
         raise app.UsageError(f'probe {probe!r}: the config has no {path!r}')
       try:
