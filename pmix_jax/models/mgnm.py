@@ -26,8 +26,8 @@ writes `W_i`, `W'_c` without a level index, and the code reuses one network):
 - Eq. 5, a bilinear map per position: `z_cj = W_jc h_j`, `W` `[L, K, d', D]` (the code's
   `bilinear_type=2`, positions counted from the latest behavior), `Z` `[N, K, L, d']` with
   `N = B * levels`. `bilinear='per_interest'` shares one map per interest over the
-  positions, `W` `[K, d', D]` (ComiRec's `bilinear_type=1`, the kind of map MIND
-  shares; MGNM's code names an LSTM so);
+  positions, `W` `[K, d', D]` (ComiRec's `bilinear_type=1`; in MGNM's code that number
+  selects an LSTM);
 - Eq. 10, `Z = Z + BiLSTM(Z)` (`use_bilstm`): a bidirectional LSTM of width d' per
   direction over the positions of `Z` (its K interests concatenated, `[N, L, K d']`) and a
   linear map (no bias, as the code) back to `K d'`. It replaces Z before routing, as the
