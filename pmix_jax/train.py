@@ -295,7 +295,7 @@ class Setup:
                mesh_lib.on_mesh(make_score_fn(model), mesh))
 
 
-def _evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, split: str,
+def evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, split: str,
                protocol: str | None = None) -> evaluation.Evaluator:
   """The evaluator of `split` under `protocol` (default: config.eval.protocol)."""
   eval_config = ml_collections.ConfigDict(
@@ -312,8 +312,8 @@ def _scores(config: ml_collections.ConfigDict, setup: Setup, workdir: str, param
   """Validation and test metrics of `params` under `protocol`, and the most-popular
   ranker's test metrics on the same candidates; `validate`: the validation split's
   evaluator under `protocol` when there is one already (compiled)."""
-  validate = validate or _evaluator(config, setup, workdir, 'valid', protocol)
-  test = _evaluator(config, setup, workdir, 'test', protocol)
+  validate = validate or evaluator(config, setup, workdir, 'valid', protocol)
+  test = evaluator(config, setup, workdir, 'test', protocol)
   counts = jnp.asarray(setup.data.train_item_counts(), jnp.float32)
   return dict(valid=validate(setup.score_fn, params), test=test(setup.score_fn, params),
               popularity=dict(test=test(popularity_score, counts)))
@@ -366,8 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
   batch_sharding = NamedSharding(setup.mesh, P(mesh_lib.DATA_AXIS))
-  evaluator = functools.partial(_evaluator, config, setup, workdir)
-  validate = evaluator('valid')
+  validate = evaluator(config, setup, workdir, 'valid')
 
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                             config.checkpoint.keep_latest)

@@ -14,6 +14,7 @@ import shutil
 
 from absl import app, flags
 
+from experiments.mgnm import table2
 from experiments.pyramid_mixer import table1
 from pmix_jax import train
 
@@ -23,10 +24,6 @@ _DATASET = flags.DEFINE_string('dataset', 'toys', 'A dataset of the table runner
 
 def main(argv: list[str]) -> None:
   del argv
-  for name, value in [('preset', 'surge'), ('split', 'per_user_temporal'), ('max_len', 100),
-                      ('protocol', 'grouped:100'), ('selection_metric', 'GAUC'),
-                      ('also_protocols', [])]:
-    setattr(flags.FLAGS, name, value)
   config = table1.run_config(_DATASET.value, 'mgnm', 1e-3, 0.0, 16, 0)
   config.train.num_epochs = 1
   shutil.rmtree(_WORKDIR.value, ignore_errors=True)
@@ -36,5 +33,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  for flag, default in {**table2.DEFAULTS, 'also_protocols': []}.items():
+    flags.FLAGS.set_default(flag, default)
   flags.FLAGS.set_default('root', '/tmp/mgnm_epoch')
   app.run(main)

@@ -32,6 +32,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from experiments import archive
+from experiments.mgnm import table2
 from experiments.pyramid_mixer import table1
 from pmix_jax import train
 from pmix_jax.data import batches
@@ -40,18 +41,18 @@ _PROBES = flags.DEFINE_list('probes', ['mgnm'], 'Probes: mgnm | variant:NAME | a
 _REPORT = flags.DEFINE_string('report', 'experiments/mgnm/PROBES.md', 'The report written.')
 _REPORT_ONLY = flags.DEFINE_bool('report_only', False, 'Only write the report from --root.')
 
-# The MGNM table's settings (experiments/mgnm/table2.py), as defaults of the runner's flags.
-TABLE_SETTINGS = [('preset', 'surge'), ('split', 'per_user_temporal'), ('max_len', 100),
-                  ('protocol', 'grouped:100'), ('selection_metric', 'GAUC'),
-                  ('also_protocols', []), ('datasets', ['toys']), ('num_epochs', 4),
-                  ('archive', 'experiments/mgnm/probes')]
+# The MGNM table's settings, with no extra protocol, a few epochs and its own archive.
+SETTINGS = {**table2.DEFAULTS, 'also_protocols': [], 'num_epochs': 4,
+            'archive': 'experiments/mgnm/probes'}
 
 
 def probe_config(probe: str, dataset: str, epochs: int):
-  """The table's seed-0 MGNM config on `dataset` with `probe`'s changes."""
+  """The table's seed-0 MGNM config (its first grid point) on `dataset` with `probe`'s
+  changes."""
   variant = probe.partition(':')[2] if probe.startswith('variant:') else ''
-  config = table1.run_config(dataset, f'mgnm:{variant}' if variant else 'mgnm', 1e-3, 0.0, 16,
-                             0)
+  config = table1.run_config(dataset, f'mgnm:{variant}' if variant else 'mgnm',
+                             float(flags.FLAGS.lrs[0]), float(flags.FLAGS.dropouts[0]),
+                             int(flags.FLAGS.hiddens[0]), 0)
   if probe != 'mgnm' and not variant:
     for change in probe.split('+'):
       path, _, value = change.partition('=')
@@ -123,7 +124,7 @@ def diagnose(config, workdir: str, rows: int = 2000) -> dict:
     changed = config.copy_and_resolve_references()
     changed.model.update(changes)
     changed_setup = train.Setup.create(changed)
-    valid = train._evaluator(changed, changed_setup, workdir, 'valid')  # pylint: disable=protected-access
+    valid = train.evaluator(changed, changed_setup, workdir, 'valid')
     pooled[name] = float(valid(changed_setup.score_fn, params)['GAUC'])
   found['valid_gauc_by_level_pooling'] = pooled
   return found
@@ -212,6 +213,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  for flag, default in TABLE_SETTINGS:
+  for flag, default in SETTINGS.items():
     flags.FLAGS.set_default(flag, default)
   app.run(main)
