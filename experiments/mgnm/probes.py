@@ -10,11 +10,11 @@ some config values changed: `mgnm` changes none, `variant:NAME` is `configs/mgnm
 and `a.b=V+c.d=W` sets config values (V read as a Python literal, else as a string). Each trains
 `--num_epochs` epochs without early stopping, in ROOT/<probe>, and is archived (its JSON
 records and config.txt) under `--archive` as soon as it finishes; a finished probe is not
-rerun.
+rerun (`--rediagnose` examines its kept checkpoints again).
 
 Each probe's best checkpoint is then examined on validation rows (`diagnosis.json`,
-`diagnose`): whether its interests depend on the user, and, with graph levels, whether the
-levels score differently.
+`diagnose`): whether its interests depend on the user, whether Eq. 10's BiLSTM term drowns
+Z, and, with graph levels, whether the levels score differently.
 
 The report (`PROBES.md` beside this file) gives every probe's validation GAUC per epoch and
 its diagnosis. Probes are diagnostics on validation, not results: the table's runs are
@@ -27,6 +27,7 @@ import ast
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
@@ -40,6 +41,8 @@ from pmix_jax.data import batches
 _PROBES = flags.DEFINE_list('probes', ['mgnm'], 'Probes: mgnm | variant:NAME | a.b=V+c.d=W.')
 _REPORT = flags.DEFINE_string('report', 'experiments/mgnm/PROBES.md', 'The report written.')
 _REPORT_ONLY = flags.DEFINE_bool('report_only', False, 'Only write the report from --root.')
+_REDIAGNOSE = flags.DEFINE_bool('rediagnose', False,
+                                "Examine finished probes' checkpoints again (a newer diagnosis).")
 
 # The MGNM table's settings, with no extra protocol, a few epochs and its own archive.
 SETTINGS = {**table2.DEFAULTS, 'also_protocols': [], 'num_epochs': 4,
@@ -87,6 +90,18 @@ def _pairwise_cosine(vectors: np.ndarray) -> float:
   return float(np.einsum('nke,nje->nkj', unit, unit)[:, ~np.eye(k, dtype=bool)].mean())
 
 
+def _bilstm_share(sown: tuple[jax.Array, jax.Array], batch_levels: tuple[int, int],
+                  valid: np.ndarray) -> dict:
+  """Of level 0, whether Eq. 10's BiLSTM term drowns Z: its norm over Z's at each real
+  behavior (median), and its sum over the behaviors' cosine to the mean over users."""
+  z, added = (np.asarray(a).reshape(*batch_levels, *a.shape[1:])[:, 0] for a in sown)
+  valid = np.pad(valid, [(0, 0), (z.shape[2] - valid.shape[1], 0)])  # Left-padded.
+  ratio = np.linalg.norm(added, axis=-1) / np.maximum(np.linalg.norm(z, axis=-1), 1e-12)
+  summed = (added * valid[:, None, :, None]).sum(axis=2)
+  return dict(bilstm_to_z_norm_ratio=float(np.median(ratio.transpose(0, 2, 1)[valid])),
+              bilstm_cosine_to_mean_over_users=_cosine_to_mean(summed))
+
+
 def diagnose(config, workdir: str, rows: int = 2000) -> dict:
   """Of the best checkpoint, on (at most `rows`, evenly spread) validation rows: whether the
   interests collapsed (the same for every user, or K times the same) and, with graph levels,
@@ -109,6 +124,9 @@ def diagnose(config, workdir: str, rows: int = 2000) -> dict:
       capsules_cosine_to_mean_over_users=_cosine_to_mean(capsules),
       interests_cosine_to_mean_over_users=_cosine_to_mean(q[:, 0]),
       interests_cosine_within_user=_pairwise_cosine(q[:, 0]))
+  if 'z_and_bilstm_term' in state['intermediates']['interests']:
+    found.update(_bilstm_share(state['intermediates']['interests']['z_and_bilstm_term'][0],
+                               q.shape[:2], np.asarray(inputs[..., 0] > 0)))
   if q.shape[1] == 1:
     return found
   sample = jnp.asarray(q[:200])
@@ -137,7 +155,7 @@ def run_probe(root: str, probe: str, dataset: str, epochs: int) -> None:
     print(f'--- probe {probe}, {epochs} epochs', flush=True)
     train.train_and_evaluate(config, workdir)
   path = os.path.join(workdir, 'diagnosis.json')
-  if not os.path.exists(path):
+  if _REDIAGNOSE.value or not os.path.exists(path):
     with open(path + '.tmp', 'w') as f:
       json.dump(diagnose(config, workdir), f, indent=1)
     os.replace(path + '.tmp', path)
@@ -161,10 +179,12 @@ def report(root: str) -> str:
       continue
     with open(diagnosis_path) as f:
       found = json.load(f)
+    bilstm = [f'{found[key]:.3f}' if key in found else '-' for key in
+              ('bilstm_to_z_norm_ratio', 'bilstm_cosine_to_mean_over_users')]
     collapse_rows.append(
         f'| `{name}` | {found["capsules_cosine_to_mean_over_users"]:.3f} | '
         f'{found["interests_cosine_to_mean_over_users"]:.3f} | '
-        f'{found["interests_cosine_within_user"]:.3f} |')
+        f'{found["interests_cosine_within_user"]:.3f} | {" | ".join(bilstm)} |')
     if 'valid_gauc_by_level_pooling' in found:
       correlations = ', '.join(f'{c:.3f}' for c in found['level_score_correlation_with_level_0'])
       pooled = ', '.join(f'{k} {v:.4f}' for k, v in found['valid_gauc_by_level_pooling'].items())
@@ -183,9 +203,13 @@ def report(root: str) -> str:
       "user's capsule k (before Eq. 11's projection) and of the interest k (after it) with "
       "that interest's mean direction over all users, and the mean cosine between the K "
       'interests of one user. 1.000 in the first two columns: every user gets the same '
-      'interests, and the model ranks items the same way for all of them.', '',
+      'interests, and the model ranks items the same way for all of them. With the BiLSTM: '
+      "the norm of the term Eq. 10 adds to Z over Z's own, at each real behavior (median), "
+      "and that term's sum over the behaviors, cos to its mean over users (\"-\": no BiLSTM, "
+      'or a probe examined before these columns existed).', '',
       '| probe | capsules: cos to the mean over users | interests: cos to the mean over '
-      "users | interests: cos between a user's K |", '|---|---|---|---|', *collapse_rows, '',
+      "users | interests: cos between a user's K | BiLSTM term / Z | BiLSTM term: cos to "
+      'the mean over users |', '|---|---|---|---|---|---|', *collapse_rows, '',
       '## Do the levels differ?', '',
       "Correlation of each level's item scores with level 0's (200 validation rows, every "
       "item), and the validation GAUC with the levels pooled otherwise: Eq. 15's max, Figure "

@@ -223,10 +223,14 @@ class InterestExtractor(nn.Module):
       unflat = lambda x: x.reshape(n, length, k, c).transpose(0, 2, 1, 3)
       second = None
       if self.use_bilstm and self.bilstm_placement == 'eq10':  # Eq. 10
-        z = z + unflat(bilstm()(flat(), valid))
+        added = unflat(bilstm()(flat(), valid))
+        self.sow('intermediates', 'z_and_bilstm_term', (z, added))
+        z = z + added
       elif self.use_bilstm:  # The code's: on the stop-gradient Z of the second iteration.
         fixed = jax.lax.stop_gradient(z)
-        second = fixed + unflat(bilstm()(jax.lax.stop_gradient(flat()), valid))
+        added = unflat(bilstm()(jax.lax.stop_gradient(flat()), valid))
+        self.sow('intermediates', 'z_and_bilstm_term', (fixed, added))
+        second = fixed + added
       if train and self.routing_init == 'random':
         logits = jax.lax.stop_gradient(jax.random.truncated_normal(
             self.make_rng('dropout'), -2.0, 2.0, (n, k, length), z.dtype))
@@ -310,8 +314,10 @@ class MGNM(nn.Module):
     """`inputs` `[B, L, F]` -> interests `q` `[B, levels, K, D]`, the adjacency `A`
     `[B, max_len, max_len]` (None without graph layers), item table `[V, D]`.
 
-    Sows the levels H `[B, levels, max_len, D]`, A, and the interests before Eq. 11
-    (`interests/capsules`, `[B * levels, K, d']`) into 'intermediates'."""
+    Sows the levels H `[B, levels, max_len, D]`, A, the interests before Eq. 11
+    (`interests/capsules`, `[B * levels, K, d']`) and, with the BiLSTM, Z and the term Eq. 10
+    adds to it (`interests/z_and_bilstm_term`, two `[B * levels, K, max_len, d']`) into
+    'intermediates'."""
     inputs = jnp.asarray(inputs)
     self._check_config(inputs.shape[1])
     # Left-padded to max_len: the bilinear maps are per position from the latest behavior.
