@@ -203,7 +203,9 @@ def report(root: str) -> str:
       "user's capsule k (before Eq. 11's projection) and of the interest k (after it) with "
       "that interest's mean direction over all users, and the mean cosine between the K "
       'interests of one user. 1.000 in the first two columns: every user gets the same '
-      'interests, and the model ranks items the same way for all of them. With the BiLSTM: '
+      'interests, and the model ranks items the same way for all of them. After Eq. 11\'s '
+      'ReLU no coordinate is negative, so the interests\' cosines run high even between '
+      'unrelated users: read collapse off the capsules. With the BiLSTM: '
       "the norm of the term Eq. 10 adds to Z over Z's own, at each real behavior (median), "
       "and that term's sum over the behaviors, cos to its mean over users (\"-\": no BiLSTM, "
       'or a probe examined before these columns existed).', '',
