@@ -7,10 +7,11 @@ r"""Short MGNM runs that change one thing at a time, to find where MGNM falls be
 A probe is the MGNM table's run (Toys, seed 0, `experiments/mgnm/table2.py`'s settings:
 `surge` preset, per-user 70/10/20 split, history 100, `grouped:100`, d = 16, lr 1e-3) with
 some config values changed: `mgnm` changes none, `variant:NAME` is `configs/mgnm.py:NAME`,
-and `a.b=V+c.d=W` sets config values (V read as a Python literal, else as a string). Each trains
-`--num_epochs` epochs without early stopping, in ROOT/<probe>, and is archived (its JSON
-records and config.txt) under `--archive` as soon as it finishes; a finished probe is not
-rerun (`--rediagnose` examines its kept checkpoints again).
+and `a.b=V+c.d=W` sets config values (V read as a Python literal, else as a string). Each
+trains `--num_epochs` epochs (or its own `train.num_epochs`) without early stopping, in
+ROOT/<probe>, and is archived (its JSON records and config.txt) under `--archive` as soon as
+it finishes; a finished probe is not rerun (`--rediagnose` examines its kept checkpoints
+again).
 
 Each probe's best checkpoint is then examined on validation rows (`diagnosis.json`,
 `diagnose`): whether its interests depend on the user, whether Eq. 10's BiLSTM term drowns
@@ -56,6 +57,8 @@ def probe_config(probe: str, dataset: str, epochs: int):
   config = table1.run_config(dataset, f'mgnm:{variant}' if variant else 'mgnm',
                              float(flags.FLAGS.lrs[0]), float(flags.FLAGS.dropouts[0]),
                              int(flags.FLAGS.hiddens[0]), 0)
+  config.train.num_epochs = epochs  # A probe's own train.num_epochs wins.
+  config.eval.patience = 0
   if probe != 'mgnm' and not variant:
     for change in probe.split('+'):
       path, _, value = change.partition('=')
@@ -69,8 +72,6 @@ def probe_config(probe: str, dataset: str, epochs: int):
         node[key] = ast.literal_eval(value)
       except (ValueError, SyntaxError):  # A bare word: a string value.
         node[key] = value
-  config.train.num_epochs = epochs
-  config.eval.patience = 0
   return config
 
 
@@ -152,7 +153,7 @@ def run_probe(root: str, probe: str, dataset: str, epochs: int) -> None:
   workdir = os.path.join(root, probe.replace(':', '-'))
   config = probe_config(probe, dataset, epochs)
   if not os.path.exists(os.path.join(workdir, 'results.json')):
-    print(f'--- probe {probe}, {epochs} epochs', flush=True)
+    print(f'--- probe {probe}, {config.train.num_epochs} epochs', flush=True)
     train.train_and_evaluate(config, workdir)
   path = os.path.join(workdir, 'diagnosis.json')
   if _REDIAGNOSE.value or not os.path.exists(path):
