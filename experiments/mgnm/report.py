@@ -90,18 +90,24 @@ DIFFERENCES = """## Where we differ from the paper, and why
   normalisation (our loop carries no batch statistics), the MLPs of A2SVD, SLi-Rec and
   SURGE start from LeCun-normal kernels instead of the code's N(0, 0.01): with those, the
   L2 term and no dropout, A2SVD collapsed to constant scores on Toys.
-- **Early stopping** (5 epochs without a better validation GAUC, 50 epochs at most, the
-  code's count) is the same for every model. It can end a slow learner on a plateau, and it
-  caps a model still improving at epoch 50: compare "best epoch / run" across seeds in the
-  table of every run.
+- **No early stopping**: every model trains the code's 50 epochs and keeps its best epoch
+  on validation GAUC. The earlier runs stopped after 5 epochs without a better validation
+  GAUC, which ended MGNM at epoch 9 on a plateau that it leaves after about ten more epochs
+  (PROBES.md's 30-epoch probes). A model still improving at epoch 50 is capped there:
+  compare "best epoch / run" in the table of every run.
 - **Training time.** MGNM's Toys seed 0 ran before the BiLSTM skipped padding
   (`pmix_jax/models/lstm.py`): about 190 s per epoch against about 130 s after, with the same
   parameters and values (`python -m experiments.mgnm.epoch_time` times one epoch). The
   "train s / epoch" column averages the runs as they ran.
 - **Why MGNM trails here** is probed in `experiments/mgnm/PROBES.md`
-  (`python -m experiments.mgnm.probes`): short validation runs that change one thing at a
-  time, each checked for whether its interests depend on the user and whether its levels
-  score differently.
+  (`python -m experiments.mgnm.probes`): validation runs that change one thing at a time,
+  each checked for whether its interests depend on the user, whether Eq. 10's BiLSTM term
+  drowns Z, and whether its levels score differently. With the BiLSTM added to Z before
+  routing (our reading of Eq. 10), its term grows many times larger than Z and is the same
+  for every user, so every user gets the same interests: the model learns one global
+  ranking, which is where its validation GAUC levels off. The probes without that term (no
+  BiLSTM, or the code's placement) keep user-dependent capsules; their long runs in
+  PROBES.md show whether that pays.
 - **Missing cells** are runs not done yet on this 2-core CPU machine; the commands above
   produce them."""
 
