@@ -92,9 +92,10 @@ DIFFERENCES = """## Where we differ from the paper, and why
   L2 term and no dropout, A2SVD collapsed to constant scores on Toys.
 - **No early stopping**: every model trains the code's 50 epochs and keeps its best epoch
   on validation GAUC. The earlier runs stopped after 5 epochs without a better validation
-  GAUC, which ended MGNM at epoch 9 on a plateau that it leaves after about ten more epochs
-  (PROBES.md's 30-epoch probes). A model still improving at epoch 50 is capped there:
-  compare "best epoch / run" in the table of every run.
+  GAUC, which ended MGNM at epoch 9, on a plateau: without the graph, MGNM leaves that
+  plateau after about ten more epochs (PROBES.md's 30-epoch probes). A model still
+  improving at epoch 50 is capped there: compare "best epoch / run" in the table of every
+  run.
 - **Training time.** MGNM's Toys seed 0 ran before the BiLSTM skipped padding
   (`pmix_jax/models/lstm.py`): about 190 s per epoch against about 130 s after, with the same
   parameters and values (`python -m experiments.mgnm.epoch_time` times one epoch). The

@@ -13,8 +13,8 @@ last 20% test); the shared Toys and Games copy keeps each user's order but no ti
 so each user's records are split 70/10/20 by position. Every test record is ranked against
 100 uniform negatives outside the user's history (`grouped:100`), grouped GAUC and @5
 metrics, and also under full ranking; 50 epochs, the best epoch and the tuning chosen on
-validation GAUC, never on test. The runner is `experiments/pyramid_mixer/table1.py`'s (tuning grid, seeds, layout
-of the runs, resuming).
+validation GAUC, never on test. The runner is `experiments/pyramid_mixer/table1.py`'s
+(tuning grid, seeds, layout of the runs, resuming).
 """
 
 from absl import app, flags
@@ -34,9 +34,9 @@ DEFAULTS = dict(
     dropouts=['0.0'],  # The code has none.
     hiddens=['16'],  # The code's embedding width.
     num_epochs=50,
-    # The code's schedule: all 50 epochs, the best on validation kept. MGNM sits on a
-    # plateau for about ten epochs before it climbs again (PROBES.md), which the runner's
-    # default patience of 5 took for convergence.
+    # The code's schedule: all 50 epochs, the best on validation kept. MGNM without the
+    # graph sits on a plateau for about ten epochs before it climbs again (PROBES.md),
+    # which the runner's default patience of 5 took for convergence.
     patience=0,
     also_protocols=['full'],  # grouped:100 already avoids history.
     # Their full ranking runs their network per (row, item): hours per split on Toys here.
