@@ -28,13 +28,12 @@ import ast
 import json
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
 from experiments import archive
-from experiments.mgnm import table2
+from experiments.mgnm import collapse, table2
 from experiments.pyramid_mixer import table1
 from pmix_jax import train
 from pmix_jax.data import batches
@@ -75,34 +74,6 @@ def probe_config(probe: str, dataset: str, epochs: int):
   return config
 
 
-def _cosine_to_mean(vectors: np.ndarray) -> float:
-  """Mean cosine of each row's vector `[N, K, E]` with the mean direction of its interest k
-  over the rows (1: the same for every user), averaged over k."""
-  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-  mean = unit.mean(axis=0)
-  mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
-  return float(np.einsum('nke,ke->nk', unit, mean).mean())
-
-
-def _pairwise_cosine(vectors: np.ndarray) -> float:
-  """Mean cosine between the K interests of a row `[N, K, E]` (1: one interest K times)."""
-  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-  k = unit.shape[1]
-  return float(np.einsum('nke,nje->nkj', unit, unit)[:, ~np.eye(k, dtype=bool)].mean())
-
-
-def _bilstm_share(sown: tuple[jax.Array, jax.Array], batch_levels: tuple[int, int],
-                  valid: np.ndarray) -> dict:
-  """Of level 0, whether Eq. 10's BiLSTM term drowns Z: its norm over Z's at each real
-  behavior (median), and its sum over the behaviors' cosine to the mean over users."""
-  z, added = (np.asarray(a).reshape(*batch_levels, *a.shape[1:])[:, 0] for a in sown)
-  valid = np.pad(valid, [(0, 0), (z.shape[2] - valid.shape[1], 0)])  # Left-padded.
-  ratio = np.linalg.norm(added, axis=-1) / np.maximum(np.linalg.norm(z, axis=-1), 1e-12)
-  summed = (added * valid[:, None, :, None]).sum(axis=2)
-  return dict(bilstm_to_z_norm_ratio=float(np.median(ratio.transpose(0, 2, 1)[valid])),
-              bilstm_cosine_to_mean_over_users=_cosine_to_mean(summed))
-
-
 def diagnose(config, workdir: str, rows: int = 2000) -> dict:
   """Of the best checkpoint, on (at most `rows`, evenly spread) validation rows: whether the
   interests collapsed (the same for every user, or K times the same) and, with graph levels,
@@ -122,11 +93,11 @@ def diagnose(config, workdir: str, rows: int = 2000) -> dict:
   capsules = capsules.reshape(q.shape[0], q.shape[1], *capsules.shape[1:])[:, 0]
   found = dict(
       rows=int(q.shape[0]),
-      capsules_cosine_to_mean_over_users=_cosine_to_mean(capsules),
-      interests_cosine_to_mean_over_users=_cosine_to_mean(q[:, 0]),
-      interests_cosine_within_user=_pairwise_cosine(q[:, 0]))
+      capsules_cosine_to_mean_over_users=collapse.cosine_to_mean(capsules),
+      interests_cosine_to_mean_over_users=collapse.cosine_to_mean(q[:, 0]),
+      interests_cosine_within_user=collapse.pairwise_cosine(q[:, 0]))
   if 'z_and_bilstm_term' in state['intermediates']['interests']:
-    found.update(_bilstm_share(state['intermediates']['interests']['z_and_bilstm_term'][0],
+    found.update(collapse.bilstm_share(state['intermediates']['interests']['z_and_bilstm_term'][0],
                                q.shape[:2], np.asarray(inputs[..., 0] > 0)))
   if q.shape[1] == 1:
     return found

@@ -88,7 +88,7 @@ def test_probes_train_score_the_levels_archive_and_report(tmp_path):
 
 
 def test_the_bilstm_share_is_measured_at_real_behaviors_of_level_0():
-  from experiments.mgnm import probes
+  from experiments.mgnm import collapse
   rng = np.random.default_rng(0)
   batch, levels, k, length, dim = 3, 2, 2, 5, 4
   z = rng.normal(size=(batch * levels, k, length, dim))
@@ -97,9 +97,9 @@ def test_the_bilstm_share_is_measured_at_real_behaviors_of_level_0():
   added.reshape(batch, levels, k, length, dim)[:, 1] *= 100.0
   added[..., :2, :] = 1e6 * np.ones(dim)
   valid = np.array([[False, False, True, True, True]] * batch)[:, 1:]  # Shorter, left-padded.
-  found = probes._bilstm_share((z, added), (batch, levels), valid)
+  found = collapse.bilstm_share((z, added), (batch, levels), valid)
   assert found['bilstm_to_z_norm_ratio'] == pytest.approx(3.0)
   assert found['bilstm_cosine_to_mean_over_users'] < 0.99
   same = np.broadcast_to(z[:1], z.shape)
-  assert probes._bilstm_share((same, same), (batch, levels), valid)[
+  assert collapse.bilstm_share((same, same), (batch, levels), valid)[
       'bilstm_cosine_to_mean_over_users'] == pytest.approx(1.0)
