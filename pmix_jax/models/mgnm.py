@@ -35,7 +35,7 @@ writes `W_i`, `W'_c` without a level index, and the code reuses one network):
   to the stop-gradient Z of the middle routing iteration only (the BiLSTM reads that
   stop-gradient Z too) and pools the plain Z: the BiLSTM then learns through the last
   coupling only, shaping which interest each behavior joins. Read as 'eq10', on Toys the
-  BiLSTM's term grows to tens of times Z and, in the first epochs, is the same for every
+  BiLSTM's term grows to many times Z and, in the first epochs, is the same for every
   user, so every user gets the same interests (`experiments/mgnm/PROBES.md`). The recurrence
   (`lstm.bidirectional_lstm`) runs only as many steps as the rows have behaviors, with a
   hand-written gradient: a scan over the whole window was most of a training step on Toys'
