@@ -27,6 +27,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import tqdm
+import yaml
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pmix_jax import data as data_lib
@@ -189,6 +190,50 @@ class Checkpoints:
     self.best.close()
 
 
+# Fields that change nothing a run computes: a run may be resumed, rescored or reused under
+# other values of these.
+BOOKKEEPING_FIELDS = frozenset({'train.progress_bar', 'data.cache_dir', 'checkpoint.keep_latest',
+                                'eval.also_protocols'})
+
+
+def _leaves(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  leaves = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      leaves.update(_leaves(value, f'{prefix}{key}.'))
+    else:
+      leaves[prefix + key] = value
+  return leaves
+
+
+def config_differences(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """How `config` differs from the config the run in `workdir` was started with (its
+  config.txt), bookkeeping fields aside: one 'field: stored -> given' line per field; none
+  when `workdir` holds no run yet. A field on one side only counts as a difference."""
+  path = os.path.join(workdir, 'config.txt')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    # config.txt is str(config), YAML with Python tuples; both sides go through the same load.
+    stored = _leaves(yaml.full_load(f) or {})
+  given = _leaves(yaml.full_load(str(config)))
+  missing = '(absent)'
+  fields = sorted((stored.keys() | given.keys()) - BOOKKEEPING_FIELDS)
+  return [f'{field}: {stored.get(field, missing)!r} -> {given.get(field, missing)!r}'
+          for field in fields if stored.get(field, missing) != given.get(field, missing)]
+
+
+def check_same_run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume, rescore or reuse the run in `workdir` under another config: its
+  checkpoints and results belong to the config in its config.txt."""
+  differences = config_differences(config, workdir)
+  if differences:
+    raise ConfigError(
+        f'{os.path.join(workdir, "config.txt")} holds a run of another config; use a new '
+        'workdir, or the stored values. Differences (stored -> given):\n  ' +
+        '\n  '.join(differences))
+
+
 def check_config(config: ml_collections.ConfigDict, model: nn.Module,
                  num_devices: int) -> None:
   train, evaluation_config = config.train, config.eval
@@ -327,6 +372,7 @@ def rescore(config: ml_collections.ConfigDict, workdir: str,
   path = os.path.join(workdir, 'results.json')
   if not os.path.exists(path):
     raise ConfigError(f'{path} does not exist: only a finished run can be rescored')
+  check_same_run(config, workdir)
   with open(path) as f:
     results = json.load(f)
   missing = [p for p in protocols if p not in results['also_protocols']]
@@ -356,6 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Resumes from `workdir/checkpoints/latest` when present. Returns the final results, also
   written to `workdir/results.json`.
   """
+  check_same_run(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.txt'), 'w') as f:
     f.write(str(config))

@@ -40,6 +40,31 @@ def test_workdir_holds_config_checkpoints_events_and_results(tmp_path):
   assert results['protocol'] == 'full' and set(results['test']) >= {'HR@10', 'NDCG@10', 'MRR@10'}
 
 
+def test_a_workdir_refuses_to_resume_or_reuse_a_run_of_another_config(tmp_path):
+  config = tiny_config('fpmc', train__num_epochs=1)
+  train.train_and_evaluate(config, str(tmp_path))
+  stored = (tmp_path / 'config.txt').read_text()
+  changed = tiny_config('fpmc', train__num_epochs=1, train__lr=config.train.lr * 2)
+  with pytest.raises(ConfigError) as error:
+    train.train_and_evaluate(changed, str(tmp_path))
+  assert f'train.lr: {config.train.lr!r} -> {config.train.lr * 2!r}' in str(error.value)
+  assert (tmp_path / 'config.txt').read_text() == stored
+  with pytest.raises(ConfigError, match='train.lr'):
+    train.rescore(changed, str(tmp_path), ('uniform:10',))
+  # Bookkeeping changes nothing the run computed.
+  train.check_same_run(tiny_config('fpmc', train__num_epochs=1,
+                                   train__progress_bar=not config.train.progress_bar,
+                                   eval__also_protocols=('uniform:10',)), str(tmp_path))
+  # A field the stored run did not have is a difference too: that run may have behaved
+  # otherwise.
+  older = tiny_config('fpmc', train__num_epochs=1)
+  with older.unlocked():
+    del older.train['lr']
+  (tmp_path / 'config.txt').write_text(str(older))
+  assert train.config_differences(config, str(tmp_path)) == [
+      f"train.lr: '(absent)' -> {config.train.lr!r}"]
+
+
 def _commits(workdir):
   """Finalized checkpoints: orbax writes commit_success.txt in `<step>.orbax-checkpoint-tmp`
   before renaming it to `<step>`, so a kill in between leaves none."""

@@ -126,6 +126,7 @@ def run_probe(root: str, probe: str, dataset: str, epochs: int) -> None:
   if not os.path.exists(os.path.join(workdir, 'results.json')):
     print(f'--- probe {probe}, {config.train.num_epochs} epochs', flush=True)
     train.train_and_evaluate(config, workdir)
+  train.check_same_run(config, workdir)  # A finished probe is reused only if it ran this.
   path = os.path.join(workdir, 'diagnosis.json')
   if _REDIAGNOSE.value or not os.path.exists(path):
     with open(path + '.tmp', 'w') as f:

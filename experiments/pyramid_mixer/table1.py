@@ -17,7 +17,9 @@ go to `ROOT/DATASET/MODEL/lr=..,dropout=..,hidden=../seed=S/` (a config variant 
 `pyramid:without_cross_feature`, the ablations, in `pyramid-without_cross_feature/`, not
 tuned: once the full model's cell has chosen its point, the variant trains at that point); a
 run whose results.json exists is not repeated, so the command can be stopped and started
-again, and several processes can share one root when given disjoint datasets or models.
+again (a stored run of another config, an earlier schedule's say, is an error naming the
+fields that differ), and several processes can share one root when given disjoint datasets
+or models.
 With `--archive=experiments/<table>/runs` each finished run's records are also copied into
 the repository at once (`experiments/archive.py`); to go on with a table on a new machine,
 copy that archive into ROOT first and the runs it holds are not repeated.
@@ -154,11 +156,14 @@ def run(dataset: str, model: str, point: tuple[float, float, int], seed: int) ->
           flush=True)
     results = train.train_and_evaluate(search.resolve_architecture(config, workdir), workdir)
   else:
+    # Reused only if it ran this very config: an earlier schedule's run (or an archive's,
+    # copied in) is an error to resolve, not a row of the table.
+    config = search.resolve_architecture(config, workdir)
+    train.check_same_run(config, workdir)
     with open(path) as f:
       results = json.load(f)
     if set(config.eval.also_protocols) - set(results['also_protocols']):
-      results = train.rescore(search.resolve_architecture(config, workdir), workdir,
-                              tuple(config.eval.also_protocols))
+      results = train.rescore(config, workdir, tuple(config.eval.also_protocols))
   keep_records()
   return results
 

@@ -44,6 +44,12 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
   mtime = os.path.getmtime(os.path.join(cell, best, 'seed=1', 'results.json'))
   _run('experiments.pyramid_mixer.table1', *flags)
   assert os.path.getmtime(os.path.join(cell, best, 'seed=1', 'results.json')) == mtime
+  # Unless they ran another config: the runner stops, and says what differs.
+  refused = subprocess.run([sys.executable, '-m', 'experiments.pyramid_mixer.table1', *flags,
+                            '--num_epochs=2'], cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+  assert refused.returncode != 0 and 'train.num_epochs: 1 -> 2' in refused.stderr
+  assert os.path.getmtime(os.path.join(cell, best, 'seed=1', 'results.json')) == mtime
 
   out = str(tmp_path / 'RESULTS.md')
   _run('experiments.pyramid_mixer.report', f'--root={root}', f'--out={out}')
