@@ -153,6 +153,15 @@ def full_ranking(run: dict) -> dict | None:
   return run['also_protocols'].get('full', {}).get('test')
 
 
+def median_epoch_seconds(run: dict) -> float:
+  """A run's training seconds per epoch (evaluation excluded), the median over its
+  evaluations: an epoch slowed by a competing job, or by the run being paused, does not
+  count, as it does in `train_seconds / epochs_run`."""
+  history = [(0, 0.0)] + [(h['epoch'], h['train_seconds']) for h in run['valid_history']]
+  return float(np.median([(seconds - before) / (epoch - epoch_before) for
+                          (epoch_before, before), (epoch, seconds) in zip(history, history[1:])]))
+
+
 def table(cells: dict, scores, metrics: tuple[str, ...] = METRICS) -> list[str]:
   """Rows `| dataset | model | seeds | MRR | NDCG | HR | ...`; `scores(run)` picks metrics
   (None: the run has none, and the seeds column counts only runs that have them)."""

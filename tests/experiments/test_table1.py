@@ -139,3 +139,16 @@ def test_an_ablation_trains_at_its_full_models_point_and_is_set_beside_it(tmp_pa
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
 
+
+
+def test_epoch_seconds_are_the_median_epoch_so_a_paused_one_does_not_count():
+  checks = """
+from experiments.pyramid_mixer import report
+# Evaluated after epochs 1, 2, 4 and 5 (cumulative training seconds); epoch 5 was paused.
+history = [dict(epoch=1, train_seconds=3.0), dict(epoch=2, train_seconds=5.0),
+           dict(epoch=4, train_seconds=9.0), dict(epoch=5, train_seconds=900.0)]
+assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
+"""
+  result = subprocess.run([sys.executable, '-c', checks], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
