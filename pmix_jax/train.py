@@ -206,17 +206,24 @@ def _leaves(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   return leaves
 
 
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config the run in `workdir` was started with: its config.txt, which is
+  `str(config)`, YAML with Python tuples."""
+  path = os.path.join(workdir, 'config.txt')
+  if not os.path.exists(path):
+    raise ConfigError(f'{path} does not exist: {workdir} holds no run')
+  with open(path) as f:
+    return ml_collections.ConfigDict(yaml.full_load(f))
+
+
 def config_differences(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """How `config` differs from the config the run in `workdir` was started with (its
   config.txt), bookkeeping fields aside: one 'field: stored -> given' line per field; none
   when `workdir` holds no run yet. A field on one side only counts as a difference."""
-  path = os.path.join(workdir, 'config.txt')
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, 'config.txt')):
     return []
-  with open(path) as f:
-    # config.txt is str(config), YAML with Python tuples; both sides go through the same load.
-    stored = _leaves(yaml.full_load(f) or {})
-  given = _leaves(yaml.full_load(str(config)))
+  stored = _leaves(load_config(workdir).to_dict())
+  given = _leaves(yaml.full_load(str(config)))  # Both sides through the same YAML load.
   missing = '(absent)'
   fields = sorted((stored.keys() | given.keys()) - BOOKKEEPING_FIELDS)
   return [f'{field}: {stored.get(field, missing)!r} -> {given.get(field, missing)!r}'

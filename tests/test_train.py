@@ -44,6 +44,7 @@ def test_a_workdir_refuses_to_resume_or_reuse_a_run_of_another_config(tmp_path):
   config = tiny_config('fpmc', train__num_epochs=1)
   train.train_and_evaluate(config, str(tmp_path))
   stored = (tmp_path / 'config.txt').read_text()
+  assert str(train.load_config(str(tmp_path))) == str(config)  # What tools reading a run use.
   changed = tiny_config('fpmc', train__num_epochs=1, train__lr=config.train.lr * 2)
   with pytest.raises(ConfigError) as error:
     train.train_and_evaluate(changed, str(tmp_path))

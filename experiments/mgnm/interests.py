@@ -1,14 +1,13 @@
 r"""A picture of a trained MGNM's multi-level interests (the paper's Figures 5 and 6).
 
-    python -m experiments.mgnm.interests --config=configs/mgnm.py --workdir=W \
-        [--config.data...=the run's data flags] --users=4 --out=W/interests.png
+    python -m experiments.mgnm.interests --workdir=W --users=4 --out=W/interests.png
 
-Loads the best checkpoint of the run in `--workdir` (trained with the same `--config`
-flags), computes the K interest capsules of every level for the first `--users` users with
-a test target (their input: everything before it), projects all of them with one PCA to two
-dimensions, and draws one panel per level: a marker per user, one point per interest, and
-the user's test item as a star. Interests that spread apart within a level and move between
-levels are what the paper's figures show.
+Loads the best checkpoint of the run in `--workdir`, under the config it was trained with
+(its config.txt), computes the K interest capsules of every level for the first `--users`
+users with a test target (their input: everything before it), projects all of them with one
+PCA to two dimensions, and draws one panel per level: a marker per user, one point per
+interest, and the user's test item as a star. Interests that spread apart within a level
+and move between levels are what the paper's figures show.
 """
 
 from __future__ import annotations
@@ -18,16 +17,14 @@ import os
 import jax
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from pmix_jax import train
 from pmix_jax.data import batches as batches_lib
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'The run\'s config file.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The trained run\'s workdir.')
 _USERS = flags.DEFINE_integer('users', 4, 'How many users to draw.')
 _OUT = flags.DEFINE_string('out', '', 'PNG path (default: WORKDIR/interests.png).')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.mark_flag_as_required('workdir')
 
 
 def main(argv: list[str]) -> None:
@@ -37,7 +34,7 @@ def main(argv: list[str]) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  config = _CONFIG.value
+  config = train.load_config(_WORKDIR.value)
   setup = train.Setup.create(config)
   checkpoints = train.Checkpoints(os.path.join(os.path.abspath(_WORKDIR.value), 'checkpoints'),
                                   config.checkpoint.keep_latest)

@@ -47,15 +47,10 @@ python -m experiments.mgnm.report --root=ROOT
 ```"""
 
 PICTURE = 'interests_toys.png'
-# The picture of the first Toys run (seed 0), with the table runner's data settings.
+# The picture of the first Toys run (seed 0), under the config it trained with.
 PICTURE_COMMAND = """```bash
-python -m experiments.mgnm.interests --config=configs/mgnm.py \\
-    --workdir="ROOT/toys/mgnm/lr=0.001,dropout=0,hidden=16/seed=0" \\
-    --config.data.name=sequence-file \\
-    --config.data.path=../shared/data/amazon-toys/Toys_and_Games.txt \\
-    "--config.data.features=('user','category')" --config.data.preset=surge \\
-    --config.data.split=per_user_temporal --config.data.max_len=100 \\
-    --config.model.hidden=16 --config.model.dropout=0.0 --users=4 \\
+python -m experiments.mgnm.interests \\
+    --workdir="ROOT/toys/mgnm/lr=0.001,dropout=0,hidden=16/seed=0" --users=4 \\
     --out=experiments/mgnm/interests_toys.png
 ```"""
 

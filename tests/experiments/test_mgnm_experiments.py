@@ -40,10 +40,7 @@ def test_mgnm_table_selects_on_gauc_reports_and_draws_interests(tmp_path):
   assert f'| mind | 1 | {mind:.4f} | {gap:+.4f} |' in text  # MGNM against each baseline.
   assert ('behind 1 of 1' if gap < 0 else 'ahead of all 1') in text
   picture = str(tmp_path / 'interests.png')
-  _run('experiments.mgnm.interests', f'--config={REPO}/configs/mgnm.py', f'--workdir={run}',
-       '--config.data.max_len=16', '--config.data.split=per_user_temporal',
-       "--config.data.features=('user','action','category')",
-       '--config.data.preset=surge', '--config.model.dropout=0.0', f'--out={picture}')
+  _run('experiments.mgnm.interests', f'--workdir={run}', f'--out={picture}')
   with open(picture, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 
