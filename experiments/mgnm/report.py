@@ -91,9 +91,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   plateau after about ten more epochs (PROBES.md's 30-epoch probes). A model still
   improving at epoch 50 is capped there: compare "best epoch / run" in the table of every
   run.
-- **Training time.** MGNM's Toys seed 0 ran before the BiLSTM skipped padding
-  (`pmix_jax/models/lstm.py`): about 190 s per epoch against about 130 s after, with the same
-  parameters and values (`python -m experiments.mgnm.epoch_time` times one epoch). The
+- **Training time.** `python -m experiments.mgnm.epoch_time` times one MGNM epoch with the
+  table's settings (the README gives its figure on a quiet machine). The
   "train s / epoch" column is each run's median epoch (training only, so that epochs slowed
   by other jobs on the 2 cores, or by a pause, do not count), averaged over its runs.
 - **Why MGNM trails here** is probed in `experiments/mgnm/PROBES.md`
