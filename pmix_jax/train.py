@@ -213,7 +213,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise ConfigError(f'{path} does not exist: {workdir} holds no run')
   with open(path) as f:
-    return ml_collections.ConfigDict(yaml.full_load(f))
+    try:
+      return ml_collections.ConfigDict(yaml.full_load(f))
+    except (yaml.YAMLError, TypeError, ValueError) as error:  # Not a dict, or not YAML.
+      raise ConfigError(f'{path}: not a config written by pmix_jax: {error}') from None
 
 
 def config_differences(config: ml_collections.ConfigDict, workdir: str) -> list[str]:

@@ -64,6 +64,9 @@ def test_a_workdir_refuses_to_resume_or_reuse_a_run_of_another_config(tmp_path):
   (tmp_path / 'config.txt').write_text(str(older))
   assert train.config_differences(config, str(tmp_path)) == [
       f"train.lr: '(absent)' -> {config.train.lr!r}"]
+  (tmp_path / 'config.txt').write_text('train: [unclosed\n')
+  with pytest.raises(ConfigError, match='config.txt: not a config written by pmix_jax'):
+    train.check_same_run(config, str(tmp_path))
 
 
 def _commits(workdir):

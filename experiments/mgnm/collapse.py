@@ -3,27 +3,29 @@ can import them beside any runner."""
 
 from __future__ import annotations
 
-import jax
 import numpy as np
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+  return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
 def cosine_to_mean(vectors: np.ndarray) -> float:
   """Mean cosine of each row's vector `[N, K, E]` with the mean direction of its interest k
   over the rows (1: the same for every user), averaged over k."""
-  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-  mean = unit.mean(axis=0)
-  mean /= np.maximum(np.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
+  unit = _unit(vectors)
+  mean = _unit(unit.mean(axis=0))
   return float(np.einsum('nke,ke->nk', unit, mean).mean())
 
 
 def pairwise_cosine(vectors: np.ndarray) -> float:
   """Mean cosine between the K interests of a row `[N, K, E]` (1: one interest K times)."""
-  unit = vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+  unit = _unit(vectors)
   k = unit.shape[1]
   return float(np.einsum('nke,nje->nkj', unit, unit)[:, ~np.eye(k, dtype=bool)].mean())
 
 
-def bilstm_share(sown: tuple[jax.Array, jax.Array], batch_levels: tuple[int, int],
+def bilstm_share(sown: tuple[np.ndarray, np.ndarray], batch_levels: tuple[int, int],
                  valid: np.ndarray) -> dict:
   """Of level 0, whether Eq. 10's BiLSTM term drowns Z: its norm over Z's at each real
   behavior (median), and its sum over the behaviors' cosine to the mean over users."""

@@ -97,8 +97,8 @@ def diagnose(config, workdir: str, rows: int = 2000) -> dict:
       interests_cosine_to_mean_over_users=collapse.cosine_to_mean(q[:, 0]),
       interests_cosine_within_user=collapse.pairwise_cosine(q[:, 0]))
   if 'z_and_bilstm_term' in state['intermediates']['interests']:
-    found.update(collapse.bilstm_share(state['intermediates']['interests']['z_and_bilstm_term'][0],
-                               q.shape[:2], np.asarray(inputs[..., 0] > 0)))
+    sown = state['intermediates']['interests']['z_and_bilstm_term'][0]
+    found.update(collapse.bilstm_share(sown, q.shape[:2], np.asarray(inputs[..., 0] > 0)))
   if q.shape[1] == 1:
     return found
   sample = jnp.asarray(q[:200])
