@@ -11,7 +11,10 @@ and `a.b=V+c.d=W` sets config values (V read as a Python literal, else as a stri
 trains `--num_epochs` epochs (or its own `train.num_epochs`) without early stopping, in
 ROOT/<probe>, and is archived (its JSON records and config.txt) under `--archive` as soon as
 it finishes; a finished probe is not rerun (`--rediagnose` examines its kept checkpoints
-again).
+again). A finished run of the same config elsewhere can be examined as a probe by copying
+its config.txt and results.json into ROOT/<probe> and linking its checkpoints there; so the
+table's seed-0 MGNM run is the probe `train.num_epochs=50` (its schedule, under the probes'
+default of 4 epochs).
 
 Each probe's best checkpoint is then examined on validation rows (`diagnosis.json`,
 `diagnose`): whether its interests depend on the user, whether Eq. 10's BiLSTM term drowns
@@ -34,6 +37,7 @@ from absl import app, flags, logging
 
 from experiments import archive
 from experiments.mgnm import collapse, table2
+from experiments.pyramid_mixer import report as table1_report
 from experiments.pyramid_mixer import table1
 from pmix_jax import train
 from pmix_jax.data import batches
@@ -143,7 +147,7 @@ def report(root: str) -> str:
     with open(path) as f:
       results = json.load(f)
     history = results['valid_history']
-    per_epoch = history[-1]['train_seconds'] / len(history)
+    per_epoch = table1_report.median_epoch_seconds(results)
     gaucs = ' / '.join(f'{h["GAUC"]:.4f}' for h in history)
     rows.append(f'| `{name}` | {gaucs} | {results["best_epoch"]} | '
                 f'{results["valid"]["GAUC"]:.4f} | {per_epoch:.0f} |')
@@ -167,8 +171,9 @@ def report(root: str) -> str:
       f'Written by `python -m experiments.mgnm.probes --root={root} --report_only` from the '
       "probes' records (`experiments/mgnm/probes.py` says what a probe is; each record's "
       "config.txt is the whole configuration it ran). A probe's name is what it changes in "
-      "the MGNM table's config; `mgnm` is that config. Validation only: nothing here is a "
-      'test result.', '',
+      "the MGNM table's config; `mgnm` is that config over the probes' first epochs, and "
+      "`train.num_epochs=50` is the table's seed-0 MGNM run itself, examined here. "
+      'Validation only: nothing here is a test result.', '',
       '| probe | valid GAUC, epoch 1 / 2 / ... | best epoch | best valid GAUC | train s / epoch |',
       '|---|---|---|---|---|', *rows, '',
       '## Do the interests depend on the user?', '',
@@ -191,7 +196,8 @@ def report(root: str) -> str:
       "7's sum, or the max over the lower levels only (\"levels 0-0\": H^(0) alone).", '',
       '| probe | score correlation with level 0, per level | valid GAUC by pooling |',
       '|---|---|---|', *level_rows, '',
-      'train s / epoch: the probes shared the 2 cores with other jobs; compare them with care.']
+      "train s / epoch: the median of a probe's epochs (training only); the probes shared the "
+      '2 cores with other jobs, so compare them with care.']
   return '\n'.join(lines) + '\n'
 
 

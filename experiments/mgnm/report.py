@@ -8,6 +8,7 @@ are its Tables 2 and 3 (Toys and Games) as transcribed in shared/papers/mgnm.txt
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -103,7 +104,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   first epochs, is the same for every user: every user gets the same interests, the model
   ranks items one way for all, and validation GAUC sits on a plateau. Without the graph,
   the 30-epoch probes leave that plateau after about ten epochs, sooner and higher without
-  the BiLSTM or with the code's placement.
+  the BiLSTM or with the code's placement. The table's own 50-epoch run leaves it too;
+  "MGNM's table run, examined" above says what its interests and its levels do then.
 - **Missing cells** are runs not done yet on this 2-core CPU machine; the commands above
   produce them."""
 
@@ -116,6 +118,49 @@ def picture() -> list[str]:
           f'![MGNM interests per level]({PICTURE})', '',
           'Four Toys users\' K interest capsules at every level (one PCA over all points), '
           'from the best checkpoint of the seed-0 run; made by:', '', PICTURE_COMMAND, '']
+
+
+# The table's seed-0 MGNM run, examined by probes.py as the probe that changes nothing but the
+# probes' short schedule back to the table's.
+TABLE_RUN_PROBE = os.path.join(os.path.dirname(__file__), 'probes', 'train.num_epochs=50')
+
+
+def pooling_label(name: str) -> str:
+  """`probes.diagnose`'s name of a level pooling, in words."""
+  return {'max': "max over all levels (Eq. 15)", 'sum': 'sum over all levels (Figure 7)',
+          'max over levels 0-0': 'level 0 alone (H^(0), before any GCN layer)'}.get(name, name)
+
+
+def table_run_diagnosis(probe: str = TABLE_RUN_PROBE) -> list[str]:
+  """What `probes.diagnose` found in the table's seed-0 MGNM run (its best checkpoint, on
+  validation rows), if that probe's record exists."""
+  path = os.path.join(probe, 'diagnosis.json')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    found = json.load(f)
+  pooled = found['valid_gauc_by_level_pooling']
+  best = max(pooled, key=pooled.get)
+  lines = [
+      "## MGNM's table run, examined", '',
+      f"The seed-0 Toys run's best checkpoint, on {found['rows']} validation rows "
+      f'(`experiments.mgnm.probes`, probe `{os.path.basename(probe)}`; PROBES.md has the '
+      'short probes beside it):', '',
+      f"- its level-0 capsules' mean cosine to their mean over users is "
+      f"{found['capsules_cosine_to_mean_over_users']:.3f} (1.000: every user the same "
+      'interests);']
+  if 'bilstm_to_z_norm_ratio' in found:
+    lines.append(f"- the term Eq. 10's BiLSTM adds to Z is {found['bilstm_to_z_norm_ratio']:.0f}"
+                 " times Z's norm (median over real behaviors);")
+  lines += [
+      '- validation GAUC with its levels pooled otherwise (the same parameters):', '',
+      '| levels pooled | valid GAUC |', '|---|---|',
+      *(f'| {pooling_label(name)} | {gauc:.4f} |' for name, gauc in pooled.items()), '',
+      f'Best on validation: {pooling_label(best)}; '
+      + ('that is Eq. 15.' if best == 'max' else
+         f'Eq. 15\'s max over all levels trails it by {pooled[best] - pooled["max"]:.4f}.'),
+      '']
+  return lines
 
 
 def most_popular(cells: dict) -> list[str]:
@@ -196,6 +241,7 @@ def main(argv: list[str]) -> None:
       *table1_report.table(cells, table1_report.full_ranking,
                            ('NDCG@5', 'HR@5', 'MRR@5', 'NDCG@10', 'HR@10')),
       '',
+      *table_run_diagnosis(),
       *picture(),
       *table1_report.data_table(cells),
       '## Every run so far', '', *table1_report.every_run(root),

@@ -100,3 +100,29 @@ def test_the_bilstm_share_is_measured_at_real_behaviors_of_level_0():
   same = np.broadcast_to(z[:1], z.shape)
   assert collapse.bilstm_share((same, same), (batch, levels), valid)[
       'bilstm_cosine_to_mean_over_users'] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('sum_gauc, verdict', [
+    (0.65, "Best on validation: sum over all levels (Figure 7); Eq. 15's max over all levels "
+           'trails it by 0.0500.'),
+    (0.55, 'Best on validation: max over all levels (Eq. 15); that is Eq. 15.')])
+def test_the_report_states_which_level_pooling_the_table_run_prefers(tmp_path, sum_gauc,
+                                                                     verdict):
+  pooled = {'max': 0.6, 'sum': sum_gauc, 'max over levels 0-0': 0.58}
+  with open(tmp_path / 'diagnosis.json', 'w') as f:
+    json.dump(dict(rows=10, capsules_cosine_to_mean_over_users=0.5,
+                   valid_gauc_by_level_pooling=pooled), f)
+  text = _run_python('from experiments.mgnm import report; '
+                     f'print(chr(10).join(report.table_run_diagnosis({str(tmp_path)!r})))')
+  assert verdict in text
+  assert '| level 0 alone (H^(0), before any GCN layer) | 0.5800 |' in text
+  assert 'BiLSTM' not in text  # This run has none.
+  assert _run_python('from experiments.mgnm import report; '
+                     f'print(report.table_run_diagnosis({str(tmp_path / "none")!r}))') == '[]\n'
+
+
+def _run_python(code):
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
