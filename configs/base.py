@@ -33,6 +33,11 @@ def get_config() -> ml_collections.ConfigDict:
   # '' disables the cache.
   config.data.cache_dir = '~/.cache/pmix_jax'
   config.data.max_len = 50
+  # Batch widths: each batch (training and evaluation) is cut to the smallest of these at or
+  # above its longest input, dropping columns that are padding in every row; () keeps every
+  # batch max_len wide. Cheaper for models whose cost grows with the width, and exact for
+  # every model whose output ignores left padding (tests/models/test_left_padding.py).
+  config.data.length_buckets = ()
   # Side feature fields of each behavior, after the item id (field 0).
   config.data.features = ('action', 'category')
   config.data.synthetic = ml_collections.ConfigDict(dict(
@@ -53,6 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
   # max_len (no overlap).
   config.train.window_stride = 0
   config.train.batch_size = 256
+  # 0: batches are plain random draws. G > 0: rows are sorted by length within pools of G
+  # batches, and the batches shuffled, so that batches of short rows are cut short by
+  # config.data.length_buckets (a change of the training batches, unlike the cut itself).
+  config.train.group_by_length = 0
   config.train.num_epochs = 30
   config.train.optimizer = 'adam'  # 'adam' | 'adamw'
   config.train.lr = 1e-3

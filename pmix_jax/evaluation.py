@@ -185,11 +185,14 @@ def history_mask(history: jax.Array, num_items_with_padding: int) -> jax.Array:
 
 @dataclasses.dataclass
 class Evaluator:
-  """Evaluates one split (all users that have a target in it) in a single jitted call.
+  """Evaluates one split (all users that have a target in it) in a single jitted call per
+  batch width.
 
   The split's inputs live on the devices, laid out `[num_batches, batch, ...]` with the batch
   axis sharded over the mesh; `lax.map` walks the batches inside the jit. Padding rows have
-  target 0 and are dropped from the metrics, never from the split.
+  target 0 and are dropped from the metrics, never from the split. With `length_buckets`
+  (`batches.TrainBatches`), the rows are grouped by the bucket of their length, each group
+  laid out at its own width; a row's rank does not depend on its group.
   """
   data: SequenceData
   split: str
@@ -200,40 +203,58 @@ class Evaluator:
   ks: tuple[int, ...]
   mesh: Mesh
   negatives: np.ndarray | None = None  # [rows of the split, N]: a sampled protocol.
+  length_buckets: tuple[int, ...] = ()
 
   def __post_init__(self):
     rows = batches_lib.eval_rows(self.data, self.split)
     self.num_rows = len(rows)
     self.users = self.data.owner[rows.end - 1]  # [num_rows] user index of each target.
-    rows = batches_lib.pad_rows(rows, self.batch_size)
-    num_batches = len(rows) // self.batch_size
+    if self.negatives is not None and self.negatives.shape[0] != self.num_rows:
+      raise ConfigError(f'{len(self.negatives)} rows of negatives for {self.num_rows} '
+                        f'{self.split} targets')
+    widths = np.array([batches_lib.batch_width(n, self.max_len, self.length_buckets)
+                       for n in range(self.max_len + 1)])[
+                           batches_lib.row_lengths(rows, self.max_len)]
+    # (the split's row index of each laid-out row, its arrays), one group per width.
+    self.groups = [self._lay_out(rows, np.flatnonzero(widths == width), int(width))
+                   for width in np.unique(widths)]
+    self._compiled: dict[ScoreFn, Callable] = {}
+
+  def _lay_out(self, rows: batches_lib.Rows, index: np.ndarray,
+               width: int) -> tuple[np.ndarray, dict[str, jax.Array]]:
+    """The rows `index` of the split, `width` wide, padded to whole batches, on the mesh."""
+    group = batches_lib.pad_rows(rows.take(index), self.batch_size)
+    num_batches = len(group) // self.batch_size
 
     def lay_out(array: np.ndarray) -> jax.Array:
       array = array.reshape(num_batches, self.batch_size, *array.shape[1:])
       return jax.device_put(array, NamedSharding(self.mesh, P(None, DATA_AXIS)))
 
-    self.arrays = dict(
-        inputs=lay_out(batches_lib.gather_inputs(self.data, rows, self.max_len)),
-        targets=lay_out(batches_lib.gather_targets(self.data, rows, self.max_len, False)))
+    arrays = dict(inputs=lay_out(batches_lib.gather_inputs(self.data, group, width)),
+                  targets=lay_out(batches_lib.gather_targets(self.data, group, width, False)))
     if self.negatives is not None:
-      if self.negatives.shape[0] != self.num_rows:
-        raise ConfigError(f'{len(self.negatives)} rows of negatives for {self.num_rows} '
-                          f'{self.split} targets')
-      self.arrays['negatives'] = lay_out(np.concatenate(
-          [self.negatives, np.ones((len(rows) - self.num_rows, self.negatives.shape[1]),
-                                   self.negatives.dtype)]))
+      negatives = self.negatives[index]
+      arrays['negatives'] = lay_out(np.concatenate(
+          [negatives, np.ones((len(group) - len(index), negatives.shape[1]),
+                              negatives.dtype)]))
     elif self.mask_history:
-      self.arrays['history'] = lay_out(batches_lib.gather_history(self.data, rows))
-    self._compiled: dict[ScoreFn, Callable] = {}
+      arrays['history'] = lay_out(batches_lib.gather_history(self.data, group))
+    return index, arrays
 
   def outputs(self, score_fn: ScoreFn, params: Any) -> dict[str, np.ndarray]:
     """This split's `ranks` `[num_rows]` and, under a sampled protocol, the
     `candidate_scores` `[num_rows, 1 + N]` (the target's score first)."""
     if score_fn not in self._compiled:
       self._compiled[score_fn] = jax.jit(self._rank_all(score_fn))
-    outputs = self._compiled[score_fn](params, self.arrays)
-    return {name: np.asarray(value).reshape(-1, *value.shape[2:])[:self.num_rows]
-            for name, value in outputs.items()}
+    found = {}
+    for index, arrays in self.groups:
+      outputs = self._compiled[score_fn](params, arrays)
+      for name, value in outputs.items():
+        value = np.asarray(value).reshape(-1, *value.shape[2:])
+        if name not in found:
+          found[name] = np.empty((self.num_rows, *value.shape[1:]), value.dtype)
+        found[name][index] = value[:len(index)]
+    return found
 
   def ranks(self, score_fn: ScoreFn, params: Any) -> np.ndarray:
     """`[num_rows]` ranks of this split's targets."""

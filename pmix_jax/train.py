@@ -194,6 +194,9 @@ class Checkpoints:
 # other values of these.
 BOOKKEEPING_FIELDS = frozenset({'train.progress_bar', 'data.cache_dir', 'checkpoint.keep_latest',
                                 'eval.also_protocols'})
+# Fields added after runs were stored, with the value that computes what those runs
+# computed: a stored config without one of them counts as having that value.
+LATER_FIELDS = {'data.length_buckets': (), 'train.group_by_length': 0}
 
 
 def _leaves(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -222,10 +225,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 def config_differences(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """How `config` differs from the config the run in `workdir` was started with (its
   config.txt), bookkeeping fields aside: one 'field: stored -> given' line per field; none
-  when `workdir` holds no run yet. A field on one side only counts as a difference."""
+  when `workdir` holds no run yet. A field on one side only counts as a difference, but for
+  `LATER_FIELDS` at their old value."""
   if not os.path.exists(os.path.join(workdir, 'config.txt')):
     return []
-  stored = _leaves(load_config(workdir).to_dict())
+  stored = {**LATER_FIELDS, **_leaves(load_config(workdir).to_dict())}
   given = _leaves(yaml.full_load(str(config)))  # Both sides through the same YAML load.
   missing = '(absent)'
   fields = sorted((stored.keys() | given.keys()) - BOOKKEEPING_FIELDS)
@@ -255,6 +259,11 @@ def check_config(config: ml_collections.ConfigDict, model: nn.Module,
                       "every position; use config.train.targets='prefix'")
   if not 0 <= train.window_stride <= config.data.max_len:
     raise ConfigError('config.train.window_stride must lie in [0, config.data.max_len]')
+  buckets = config.data.length_buckets
+  if not all(isinstance(b, int) and b > 0 for b in buckets):  # Wider than max_len: max_len.
+    raise ConfigError(f'config.data.length_buckets={tuple(buckets)} must be positive widths')
+  if train.group_by_length < 0:
+    raise ConfigError('config.train.group_by_length must be at least 0')
   if train.num_epochs < 1:
     raise ConfigError('config.train.num_epochs must be at least 1')
   if train.loss not in losses.LOSSES:
@@ -328,8 +337,9 @@ class Setup:
     sequence_targets = config.train.targets == 'seq2seq'
     rows = (batches_lib.window_rows(data, max_len, config.train.window_stride or max_len)
             if sequence_targets else batches_lib.prefix_rows(data))
-    train_batches = batches_lib.TrainBatches(data, rows, max_len, config.train.batch_size,
-                                             sequence_targets, config.seed)
+    train_batches = batches_lib.TrainBatches(
+        data, rows, max_len, config.train.batch_size, sequence_targets, config.seed,
+        tuple(config.data.length_buckets), config.train.group_by_length)
     tx = make_optimizer(config.train, train_batches.steps_per_epoch * config.train.num_epochs)
 
     def init(key):
@@ -359,7 +369,8 @@ def evaluator(config: ml_collections.ConfigDict, setup: Setup, workdir: str, spl
       setup.data, split, setup.max_len, config.eval.batch_size,
       config.eval.mask_history and eval_config.protocol == 'full', config.eval.tie_share,
       tuple(config.eval.ks), setup.mesh,
-      negatives=load_or_sample_negatives(workdir, setup.data, split, eval_config))
+      negatives=load_or_sample_negatives(workdir, setup.data, split, eval_config),
+      length_buckets=tuple(config.data.length_buckets))
 
 
 def _scores(config: ml_collections.ConfigDict, setup: Setup, workdir: str, params: Any,
@@ -413,11 +424,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   written to `workdir/results.json`.
   """
   check_same_run(config, workdir)
+  setup = Setup.create(config)  # Checks the config first: a bad one leaves no workdir behind.
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.txt'), 'w') as f:
     f.write(str(config))
-
-  setup = Setup.create(config)
   data, state, step_fn = setup.data, setup.state, setup.step_fn
   train_batches, score_fn, devices = setup.train_batches, setup.score_fn, setup.mesh.devices
   steps_per_epoch = train_batches.steps_per_epoch

@@ -283,3 +283,26 @@ def test_grouped_auc_by_hand_and_against_all_pairs():
     weighted += weight * wins / (len(targets) * len(negatives))
     weights += weight
   assert grouped_auc(users, scores) == pytest.approx(weighted / weights)
+
+
+@pytest.mark.parametrize('split, negatives', [
+    ('test', None), ('valid', np.array([[1, 3], [5, 1], [3, 1]]))])
+def test_length_buckets_change_no_rank(data, split, negatives):
+  """Rows grouped by the bucket of their length, each group at its own width, get the ranks
+  and candidate scores of one max_len-wide pass, in the split's order, for a model that
+  ignores left padding (here: a bag of its input items)."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  weights = jnp.asarray(np.random.default_rng(0).normal(size=(V - 1, V)), jnp.float32)
+
+  def bag_of_items(params, inputs, candidates=None):  # Item 0, padding, counts for nothing.
+    return select(jax.nn.one_hot(inputs[..., 0], V)[..., 1:].sum(1) @ params, candidates)
+
+  make = lambda buckets: Evaluator(data=data, split=split, max_len=3, batch_size=2,
+                                   mask_history=False, tie_share=1.0, ks=(1, 5), mesh=mesh,
+                                   negatives=negatives, length_buckets=buckets)
+  whole, grouped = make(()), make((1, 2))
+  assert len(whole.groups) == 1 and len(grouped.groups) > 1
+  expected, found = whole.outputs(bag_of_items, weights), grouped.outputs(bag_of_items, weights)
+  assert set(found) == set(expected)
+  for name in expected:
+    np.testing.assert_allclose(found[name], expected[name], rtol=1e-6)

@@ -64,6 +64,16 @@ def test_a_workdir_refuses_to_resume_or_reuse_a_run_of_another_config(tmp_path):
   (tmp_path / 'config.txt').write_text(str(older))
   assert train.config_differences(config, str(tmp_path)) == [
       f"train.lr: '(absent)' -> {config.train.lr!r}"]
+  # ...but for a field added since, which counts as its old value: absent is length_buckets=()
+  # here, and not (8,).
+  with older.unlocked():
+    older.train.lr = config.train.lr
+    del older.data['length_buckets']
+  (tmp_path / 'config.txt').write_text(str(older))
+  assert train.config_differences(config, str(tmp_path)) == []
+  bucketed = tiny_config('fpmc', train__num_epochs=1, data__length_buckets=(8,))
+  assert train.config_differences(bucketed, str(tmp_path)) == [
+      'data.length_buckets: () -> (8,)']
   (tmp_path / 'config.txt').write_text('train: [unclosed\n')
   with pytest.raises(ConfigError, match='config.txt: not a config written by pmix_jax'):
     train.check_same_run(config, str(tmp_path))
@@ -128,6 +138,15 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
   assert 'config.train.batch_size=66 must be a positive multiple of the number of devices (4)' \
       in run.stderr
   assert 'Traceback' not in run.stderr
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(data__length_buckets=(8, 0)), r'config.data.length_buckets=\(8, 0\) must be positive'),
+    (dict(train__group_by_length=-1), 'config.train.group_by_length must be at least 0')])
+def test_bad_length_buckets_are_a_clear_error(tmp_path, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(tiny_config('fpmc', **overrides), str(tmp_path))
+  assert not os.listdir(tmp_path)  # Nothing half-written.
 
 
 def test_unknown_config_key_is_rejected(tmp_path):

@@ -57,6 +57,9 @@ _PATIENCE = flags.DEFINE_integer('patience', 5, 'Evaluations without improvement
 PRESET = flags.DEFINE_string('preset', 'recbole_mlp4rec', 'config.data.preset of every run.')
 _MAX_LEN = flags.DEFINE_integer('max_len', 50, 'config.data.max_len of every run.')
 _SPLIT = flags.DEFINE_string('split', '', "config.data.split of every run ('': the preset's).")
+_BUCKETS = flags.DEFINE_list('length_buckets', [],
+                             'config.data.length_buckets of every run (none: max_len wide).')
+_GROUP = flags.DEFINE_integer('group_by_length', 0, 'config.train.group_by_length of every run.')
 _PROTOCOL = flags.DEFINE_string('protocol', 'popularity:100', 'config.eval.protocol.')
 _SELECTION = flags.DEFINE_string('selection_metric', 'MRR@10',
                                  'Validation metric for early stopping and tuning.')
@@ -100,11 +103,13 @@ def run_config(dataset: str, model: str, lr: float, dropout: float, hidden: int,
   # A model reading the user keeps that field, first (field 1), before the dataset's.
   user = ('user',) if 'user' in config.data.features else ()
   config.data.update(dict(name=data['name'], path=path, features=user + data['features'],
-                          preset=PRESET.value, split=_SPLIT.value, max_len=_MAX_LEN.value))
+                          preset=PRESET.value, split=_SPLIT.value, max_len=_MAX_LEN.value,
+                          length_buckets=tuple(map(int, _BUCKETS.value))))
   if user:
     config.model.user_field = 1
   config.model.update(dict(hidden=hidden, dropout=dropout))
-  config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False))
+  config.train.update(dict(lr=lr, num_epochs=_EPOCHS.value, progress_bar=False,
+                           group_by_length=_GROUP.value))
   also = tuple(p for p in _ALSO.value if not (p == 'full' and name in _SKIP_FULL.value))
   config.eval.update(dict(protocol=_PROTOCOL.value, also_protocols=also, ks=(5, 10, 20),
                           early_stopping_metric=_SELECTION.value, patience=_PATIENCE.value))

@@ -1,8 +1,15 @@
-"""Fixed-shape, left-padded batches as slices of precomputed numpy arrays.
+"""Left-padded batches as slices of precomputed numpy arrays.
 
 A *row* is a window of one user's behaviors `[start, end)`, the last `max_len` of which are
 the model input. Rows are built once; a batch is a gather from `SequenceData.behaviors`, so
 the training loop does no per-example Python work.
+
+Batches are `max_len` wide unless `length_buckets` is given: then each batch is cut to the
+smallest bucket at or above its longest input, dropping only columns that are padding in
+every row. On a dataset of short histories (Toys: 6 behaviors on average against a history
+of 100) that saves most of the work of a model whose cost grows with the width, and each
+width compiles once. `group_by_length` makes batches of alike lengths, so that the cut
+bites even in large batches.
 """
 
 from __future__ import annotations
@@ -93,6 +100,17 @@ def gather_history(data: SequenceData, rows: Rows) -> np.ndarray:
   return data.behaviors[np.where(index < rows.end[:, None], index, 0), 0]
 
 
+def row_lengths(rows: Rows, max_len: int) -> np.ndarray:
+  """`[N]` the number of behaviors in each row's input."""
+  return np.minimum(rows.end - rows.start, max_len)
+
+
+def batch_width(longest: int, max_len: int, length_buckets: tuple[int, ...]) -> int:
+  """The width of a batch whose longest input is `longest`: the smallest bucket at or above
+  it, never more than `max_len`."""
+  return min([b for b in length_buckets if b >= longest] + [max_len])
+
+
 def pad_rows(rows: Rows, multiple: int) -> Rows:
   """Pads with empty rows (start = end = 0: no input, target 0 = ignored) to a multiple."""
   zeros = np.zeros(-len(rows) % multiple, rows.start.dtype)
@@ -104,8 +122,11 @@ def pad_rows(rows: Rows, multiple: int) -> Rows:
 class TrainBatches:
   """Epochs of shuffled training batches, addressable by (epoch, step) for exact resume.
 
-  The permutation of epoch e depends only on (seed, e); the last batch of an epoch is padded
-  with empty rows rather than dropped.
+  The order of epoch e depends only on (seed, e); the last batch of an epoch is padded with
+  empty rows rather than dropped. With `group_by_length` = G > 0, the shuffled rows are
+  sorted by length within pools of G batches, cut into batches, and the batches shuffled:
+  each batch holds rows of alike lengths, still drawn at random (the tf.data
+  `bucket_by_sequence_length` idea, with no row held back).
   """
   data: SequenceData
   rows: Rows
@@ -113,16 +134,28 @@ class TrainBatches:
   batch_size: int
   sequence_targets: bool
   seed: int
+  length_buckets: tuple[int, ...] = ()
+  group_by_length: int = 0
 
   @property
   def steps_per_epoch(self) -> int:
     return -(-len(self.rows) // self.batch_size)
 
+  def batch_rows(self, epoch: int) -> np.ndarray:
+    """`[steps, batch_size]` row indices of epoch `epoch`'s batches, -1 past the last row."""
+    rng = np.random.default_rng([self.seed, epoch])
+    order = rng.permutation(len(self.rows))
+    if self.group_by_length:
+      pool = np.arange(len(order)) // (self.group_by_length * self.batch_size)
+      order = order[np.lexsort((row_lengths(self.rows, self.max_len)[order], pool))]
+    index = np.pad(order, (0, self.steps_per_epoch * self.batch_size - len(order)),
+                   constant_values=-1).reshape(self.steps_per_epoch, self.batch_size)
+    return index[rng.permutation(len(index))] if self.group_by_length else index
+
   def epoch(self, epoch: int, first_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
-    for step in range(first_step, self.steps_per_epoch):
-      index = order[step * self.batch_size:(step + 1) * self.batch_size]
-      rows = pad_rows(self.rows.take(index), self.batch_size)
-      yield dict(inputs=gather_inputs(self.data, rows, self.max_len),
-                 targets=gather_targets(self.data, rows, self.max_len,
-                                        self.sequence_targets))
+    for index in self.batch_rows(epoch)[first_step:]:
+      rows = pad_rows(self.rows.take(index[index >= 0]), self.batch_size)
+      width = batch_width(int(row_lengths(rows, self.max_len).max()), self.max_len,
+                          self.length_buckets)
+      yield dict(inputs=gather_inputs(self.data, rows, width),
+                 targets=gather_targets(self.data, rows, width, self.sequence_targets))

@@ -15,9 +15,10 @@ draws no mask gets its latest item masked, so every non-empty row trains on at l
 position (the one inference predicts). The loss (`config.train.loss`) is taken at masked
 positions only, each predicting the item it hides.
 
-Inference (`__call__`): the oldest behavior is dropped and `[mask]` appended, so the model
-reads the same `L` positions as in training, and the state at that last position, `[B, 1,
-D]`, scores the next item. It therefore ignores `inputs[:, 0]` entirely.
+Inference (`__call__`): `[mask]` is appended and, when the input is `max_len` wide, its
+oldest behavior dropped, so the model reads at most the `max_len` positions of training, and
+the state at that last position, `[B, 1, D]`, scores the next item. A full window's
+`inputs[:, 0]` is therefore ignored.
 
 Differences from the reference code: no output bias per item (the model contract scores
 `hidden @ item_table.T`); the forced mask on the latest item replaces the reference's extra
@@ -131,7 +132,10 @@ class BERT4Rec(nn.Module):
     """`inputs` `[B, L, F]` -> hidden `[B, 1, D]` (at an appended [mask]), table `[V, D]`."""
     items = jnp.asarray(inputs[..., 0])
     query = jnp.full((items.shape[0], 1), self.mask_id, items.dtype)
-    return self.encode(jnp.concatenate([items[:, 1:], query], axis=1), train=train,
+    # The oldest column goes only if the window is full: a narrower batch (one cut by
+    # `length_buckets`) drops nothing that a max_len-wide one would keep.
+    width = min(items.shape[1] + 1, self.max_len)
+    return self.encode(jnp.concatenate([items, query], axis=1)[:, -width:], train=train,
                        last_only=True)
 
   def masked_sequence(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:

@@ -68,9 +68,9 @@ import jax.numpy as jnp
 from pmix_jax.errors import ConfigError
 from pmix_jax.losses import NEG_INF
 from pmix_jax.models import register
-from pmix_jax.models.layers import Dropout
+from pmix_jax.models.layers import Dropout, left_pad
 from pmix_jax.models.mgnm import ROUTING_INITS, InterestExtractor
-from pmix_jax.models.mind import ITEM_INIT, MultiInterest, left_pad, prefix_targets, readout_loss
+from pmix_jax.models.mind import ITEM_INIT, MultiInterest, prefix_targets, readout_loss
 
 
 

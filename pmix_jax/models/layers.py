@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pmix_jax.errors import ConfigError
+
 
 def _mix32(x: jax.Array) -> jax.Array:
   """A 32-bit integer finaliser (lowbias32): every input bit affects every output bit."""
@@ -36,3 +38,12 @@ class Dropout(nn.Module):
     keep = _mix32(_mix32(index ^ seed[0]) + seed[1]) >= jnp.uint32(
         min(int(self.rate * 2.0**32), 2**32 - 1))
     return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype)
+
+
+def left_pad(inputs: jax.Array, max_len: int, model: str) -> jax.Array:
+  """`inputs` `[B, L, F]` left-padded with zeros to `[B, max_len, F]`; L > max_len is an
+  error (position-specific weights and draws are aligned to the latest behavior)."""
+  inputs = jnp.asarray(inputs)
+  if inputs.shape[1] > max_len:
+    raise ConfigError(f'{model} got sequences of length {inputs.shape[1]} > max_len {max_len}')
+  return jnp.pad(inputs, [(0, 0), (max_len - inputs.shape[1], 0), (0, 0)])

@@ -82,8 +82,10 @@ ComiRec can tell the model from its training signal.
 
 `__call__` keeps the model contract for the tools that use it: hidden `[B, 1, D]` is the
 interests averaged over K and the levels (the user state under uniform attention), which
-no evaluation uses. Inputs shorter than `max_len` are left-padded to it (positions are
-aligned to the latest behavior); longer ones are an error. Not causal: `T = 1`.
+no evaluation uses. Inputs may be narrower than `max_len`: the per-position maps of Eq. 5
+count from the latest behavior and padding is masked throughout, so the scores are those of
+the input left-padded to `max_len`, and the cost (the graph is `[L, L]`) falls with the
+width. Wider inputs are an error. Not causal: `T = 1`.
 
 Other choices the paper leaves open: tables `N(0, 0.3)` (`EMBED_STD`; the code's user
 table is `N(0, 0.1)`, its item table Glorot-uniform, 0.003 for 200k items), `W` `N(0, 1)`
@@ -195,7 +197,10 @@ class SequenceBiLSTM(nn.Module):
 
 class InterestExtractor(nn.Module):
   """The sequential capsule network (or a Table 3 replacement) shared by the levels:
-  `h` `[N, L, D]`, `valid` `[N, L]` -> interests `q` `[N, K, D]` (Eq. 5-11)."""
+  `h` `[N, L, D]`, `valid` `[N, L]` -> interests `q` `[N, K, D]` (Eq. 5-11).
+
+  Per-position maps are `positions` (default: the width of the first input) counted back
+  from the latest behavior: an input narrower than that uses the latest L of them."""
   num_interests: int
   capsule_dim: int
   routing_iterations: int
@@ -206,6 +211,7 @@ class InterestExtractor(nn.Module):
   bilstm_placement: str = 'eq10'
   bilinear: str = 'per_position'
   bilinear_std: float = 1.0
+  positions: int | None = None
 
   @nn.compact
   def __call__(self, h: jax.Array, valid: jax.Array, *, train: bool) -> jax.Array:
@@ -213,8 +219,8 @@ class InterestExtractor(nn.Module):
     k, c = self.num_interests, self.capsule_dim
     init = nn.initializers.normal(self.bilinear_std)
     if self.bilinear == 'per_position':  # Eq. 5
-      bilinear = self.param('bilinear', init, (length, k, c, dim))
-      z = jnp.einsum('nld,lkcd->nklc', h, bilinear)
+      bilinear = self.param('bilinear', init, (self.positions or length, k, c, dim))
+      z = jnp.einsum('nld,lkcd->nklc', h, bilinear[bilinear.shape[0] - length:])
     else:
       bilinear = self.param('bilinear', init, (k, c, dim))
       z = jnp.einsum('nld,kcd->nklc', h, bilinear)
@@ -314,16 +320,14 @@ class MGNM(nn.Module):
   def interests(self, inputs: jax.Array, *,
                 train: bool) -> tuple[jax.Array, jax.Array | None, jax.Array]:
     """`inputs` `[B, L, F]` -> interests `q` `[B, levels, K, D]`, the adjacency `A`
-    `[B, max_len, max_len]` (None without graph layers), item table `[V, D]`.
+    `[B, L, L]` (None without graph layers), item table `[V, D]`.
 
-    Sows the levels H `[B, levels, max_len, D]`, A, the interests before Eq. 11
+    Sows the levels H `[B, levels, L, D]`, A, the interests before Eq. 11
     (`interests/capsules`, `[B * levels, K, d']`) and, with the BiLSTM, Z and the term Eq. 10
-    adds to it (`interests/z_and_bilstm_term`, two `[B * levels, K, max_len, d']`) into
+    adds to it (`interests/z_and_bilstm_term`, two `[B * levels, K, L, d']`) into
     'intermediates'."""
     inputs = jnp.asarray(inputs)
     self._check_config(inputs.shape[1])
-    # Left-padded to max_len: the bilinear maps are per position from the latest behavior.
-    inputs = jnp.pad(inputs, [(0, 0), (self.max_len - inputs.shape[1], 0), (0, 0)])
     items = inputs[..., 0]
     valid = items > 0
     init = nn.initializers.normal(EMBED_STD)
@@ -351,7 +355,7 @@ class MGNM(nn.Module):
                                   self.routing_iterations, self.routing_init,
                                   self.use_bilstm, self.interest_extractor, self.projection,
                                   self.bilstm_placement, self.bilinear, self.bilinear_std,
-                                  name='interests')
+                                  self.max_len, name='interests')
     q = extractor(h.reshape(-1, length, dim), jnp.repeat(valid, num_levels, axis=0),
                   train=train)
     return q.reshape(batch, num_levels, self.num_interests, dim), a, table

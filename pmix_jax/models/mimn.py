@@ -100,8 +100,10 @@ each (gradient, clipping and Adam update) about 0.28 s; `score_candidates` for 6
 
 `__call__` keeps the model contract for tools: hidden `[B, 1, E]` is the read vector `r'`
 with the latest behavior as the candidate, which no evaluation uses; it runs the whole
-network so that `init` creates every parameter. Inputs shorter than `max_len` are
-left-padded to it; longer ones are an error. Not causal: `T = 1`.
+network so that `init` creates every parameter. Inputs may be narrower than `max_len` (no
+weight is per position, and a padding step leaves the state as it was, so the scores are
+those of the input left-padded to it; the cost falls with the width); wider ones are an
+error. Not causal: `T = 1`.
 
 Shapes: inputs `[B, L, F]` -> x `[B, L, E]` -> state h `[B, H]`, r `[B, E]`, M, S `[B, m,
 E]`, g `[B, m]`; candidates `[B or 1, C, E]` -> h' `[B, C, H]`, r' `[B, C, E]`, channel
@@ -356,12 +358,11 @@ class MIMN(CandidateScorer):
     return state
 
   def context(self, inputs: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    """The UIC and MIU over `inputs` `[B, L, F]` (left-padded to max_len here): the final
+    """The UIC and MIU over `inputs` `[B, L, F]` (L <= max_len): the final
     state, which does not depend on the candidate, with `items`, `summed` (`Σ_j x_j`)."""
     del train
     inputs = jnp.asarray(inputs)
     self._check_config(inputs.shape[1])
-    inputs = jnp.pad(inputs, [(0, 0), (self.max_len - inputs.shape[1], 0), (0, 0)])
     items = inputs[..., 0]
     valid = items > 0
     x = self.item_embed[items] * valid[..., None]

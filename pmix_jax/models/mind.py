@@ -82,7 +82,7 @@ from pmix_jax import losses
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import register
 from pmix_jax.models.bpr_mf import user_ids
-from pmix_jax.models.layers import Dropout
+from pmix_jax.models.layers import Dropout, left_pad
 from pmix_jax.models.mgnm import dynamic_routing
 
 ROUTING_INITS = ('random', 'fixed')
@@ -90,15 +90,6 @@ ROUTING_INITS = ('random', 'fixed')
 ITEM_INIT = nn.initializers.xavier_uniform()
 # The constant key of the shared routing draw (evaluation, and 'fixed' training).
 ROUTING_KEY = 0
-
-
-def left_pad(inputs: jax.Array, max_len: int, model: str) -> jax.Array:
-  """`inputs` `[B, L, F]` left-padded with zeros to `[B, max_len, F]`; L > max_len is an
-  error (position-specific weights and draws are aligned to the latest behavior)."""
-  inputs = jnp.asarray(inputs)
-  if inputs.shape[1] > max_len:
-    raise ConfigError(f'{model} got sequences of length {inputs.shape[1]} > max_len {max_len}')
-  return jnp.pad(inputs, [(0, 0), (max_len - inputs.shape[1], 0), (0, 0)])
 
 
 def label_aware_attention(compatibility: jax.Array, power: float) -> jax.Array:

@@ -46,7 +46,7 @@ import numpy as np
 
 from pmix_jax.errors import ConfigError
 from pmix_jax.models import register
-from pmix_jax.models.layers import Dropout
+from pmix_jax.models.layers import Dropout, left_pad
 
 ACTIVATIONS = dict(gelu=nn.gelu, swish=nn.swish)
 
@@ -199,8 +199,9 @@ class PyramidMixer(nn.Module):
     offsets = np.cumsum((0,) + self.vocab_sizes[:-1])
     table = self.param('embeddings', nn.initializers.normal(0.02),
                        (sum(self.vocab_sizes), self.hidden))
-    # Sequence-major from here on: mixing the leading axis is a plain matrix product.
-    inputs = inputs.transpose(1, 0, 2)
+    # Sequence-major from here on: mixing the leading axis is a plain matrix product. The
+    # token-mixing weights are [*, max_len]: a shorter input is left-padded to it.
+    inputs = left_pad(inputs, self.max_len, 'pyramid_mixer').transpose(1, 0, 2)
     x = table[inputs + offsets] * (inputs > 0)[..., None]  # [L, B, F, D]; padding is zero.
     x = Dropout(self.dropout)(x, deterministic=not train)
     if self.low_rank:

@@ -72,7 +72,9 @@ Other choices, and differences from the code:
 `__call__` keeps the model contract for tools: hidden `[B, 1, E]` is the user vector formed
 with the latest behavior as the candidate (`u^l` for A2SVD, `u` for SLi-Rec), which no
 evaluation uses; it runs the whole network so that `init` creates every parameter. Inputs
-shorter than `max_len` are left-padded to it; longer ones are an error. Not causal: `T = 1`.
+may be narrower than `max_len` (no weight is per position, and padding is masked throughout,
+so the scores are those of the input left-padded to it; the cost falls with the width); wider
+ones are an error. Not causal: `T = 1`.
 
 Shapes: inputs `[B, L, F]` -> x `[B, L, E]` -> u^l `[B, E]`, LSTM `[B, L, E]`; candidates
 `[B or 1, C, E]` -> attention `[B, C, L]` -> u `[B, C, E]` -> logits `[B, C]`; scores `[B, V]`.
@@ -231,7 +233,7 @@ class LSTM(nn.Module):
 class CandidateScorer(nn.Module):
   """Scoring, evaluation and training shared by A2SVD, SLi-Rec, SURGE and MIMN (their base class,
   with no fields of its own). A model defines `context(inputs, *, train)` (all that does not
-  depend on the candidate, a dict holding `items` `[B, max_len]`, and `users` `[B]` when it
+  depend on the candidate, a dict holding `items` `[B, L]`, and `users` `[B]` when it
   reads them) and `score(context, candidates, *, train)` (candidate embeddings `[B or 1, C,
   E]` -> `(logits [B, C], user vectors [B, C, E])`), the `item_embed` table, the fields
   `score_chunk`, `embed_l2`, `layer_l2`, `init_std` and its registered name `NAME` (for error
@@ -362,10 +364,9 @@ class A2SVD(CandidateScorer):
     self.output = FCN(self.layer_sizes, self.dropout)
 
   def long_term(self, inputs: jax.Array) -> dict[str, jax.Array]:
-    """Eq. 1-2 on `inputs` `[B, L, F]` (left-padded to max_len here): the context dict."""
+    """Eq. 1-2 on `inputs` `[B, L, F]` (L <= max_len): the context dict."""
     inputs = jnp.asarray(inputs)
     self.check_common(self.NAME, inputs.shape[1])
-    inputs = jnp.pad(inputs, [(0, 0), (self.max_len - inputs.shape[1], 0), (0, 0)])
     items = inputs[..., 0]
     valid = items > 0
     x = self.item_embed[items] * valid[..., None]

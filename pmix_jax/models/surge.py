@@ -69,8 +69,9 @@ each, 2.9 s.
 
 `__call__` keeps the model contract for tools: hidden `[B, 1, E]` is the readout g with the
 latest behavior as the candidate, which no evaluation uses; it runs the whole network so that
-`init` creates every parameter. Inputs shorter than `max_len` are left-padded to it; longer
-ones are an error. Not causal: `T = 1`.
+`init` creates every parameter. Inputs may be narrower than `max_len` (no weight is per
+position, and padding is masked throughout, so the scores are those of the input left-padded
+to it; the cost falls with the width); wider ones are an error. Not causal: `T = 1`.
 
 Shapes: inputs `[B, L, F]` -> x `[B, L, E]`, S, A `[B, L, L]`; candidates `[B or 1, C, E]` ->
 E `[B, C, L, L]` -> H `[B, C, L, E]` -> γ `[B, C, L]` -> s, g `[B, C, E]` -> logits `[B, C]`.
@@ -212,11 +213,10 @@ class SURGE(CandidateScorer):
       raise ConfigError('surge pool_length and metric_heads must be at least 1')
 
   def context(self, inputs: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    """The graph of `inputs` `[B, L, F]` (left-padded to max_len here) and its cluster-aware
+    """The graph of `inputs` `[B, L, F]` (L <= max_len) and its cluster-aware
     attention (Eq. 1-4), which do not depend on the candidate. Sows S and A."""
     inputs = jnp.asarray(inputs)
     self._check_config(inputs.shape[1])
-    inputs = jnp.pad(inputs, [(0, 0), (self.max_len - inputs.shape[1], 0), (0, 0)])
     items = inputs[..., 0]
     valid = items > 0
     x = self.item_embed[items] * valid[..., None]

@@ -210,3 +210,52 @@ def test_train_batches_sequence_targets(data):
     np.testing.assert_array_equal(b['targets'] > 0, b['inputs'][:, :, 0] > 0)
   last = np.concatenate([b['targets'][:, -1] for b in out])
   assert sorted(last[last > 0].tolist()) == TRAIN_TARGETS
+
+
+@pytest.mark.parametrize('sequence_targets', [False, True])
+def test_length_buckets_cut_only_columns_of_padding(data, sequence_targets):
+  """A batch is cut to the smallest bucket at or above its longest input (max_len if none):
+  the columns dropped are padding in every row, the rest equal the full-width batch's."""
+  full = batches.TrainBatches(data, batches.prefix_rows(data), MAX_LEN, 2, sequence_targets,
+                              seed=0)
+  cut = batches.TrainBatches(data, batches.prefix_rows(data), MAX_LEN, 2, sequence_targets,
+                             seed=0, length_buckets=(1, 2))
+  widths = []
+  for a, b in zip(full.epoch(0), cut.epoch(0)):
+    longest = int((a['inputs'][..., 0] > 0).sum(1).max())
+    width = b['inputs'].shape[1]
+    assert width == (longest if longest <= 2 else MAX_LEN)
+    np.testing.assert_array_equal(a['inputs'][:, :MAX_LEN - width], 0)
+    np.testing.assert_array_equal(a['inputs'][:, MAX_LEN - width:], b['inputs'])
+    if sequence_targets:
+      np.testing.assert_array_equal(a['targets'][:, :MAX_LEN - width], 0)
+      np.testing.assert_array_equal(a['targets'][:, MAX_LEN - width:], b['targets'])
+    else:
+      np.testing.assert_array_equal(a['targets'], b['targets'])
+    widths.append(width)
+  assert len(set(widths)) > 1  # The case is not vacuous.
+
+
+def test_group_by_length_batches_alike_rows_and_still_covers_and_resumes(data):
+  """With `group_by_length`, rows of a pool are batched by length: every row once per epoch,
+  the same batches for the same (seed, epoch), resumable from any step, and batches more
+  alike in length than plain shuffling makes them."""
+  def spread(train_batches, epochs=20):
+    ranges = []
+    for epoch in range(epochs):
+      for index in train_batches.batch_rows(epoch):
+        lengths = batches.row_lengths(train_batches.rows.take(index[index >= 0]), 100)
+        ranges.append(lengths.max() - lengths.min())
+    return np.mean(ranges)
+
+  make = lambda group: batches.TrainBatches(data, batches.prefix_rows(data), 100, 2, False,
+                                            seed=0, group_by_length=group)
+  grouped = make(4)
+  for epoch in range(3):
+    index = grouped.batch_rows(epoch)
+    assert sorted(index[index >= 0].tolist()) == list(range(len(grouped.rows)))
+    np.testing.assert_array_equal(index, make(4).batch_rows(epoch))
+    full, tail = list(grouped.epoch(epoch)), list(grouped.epoch(epoch, first_step=2))
+    for a, b in zip(full[2:], tail):
+      np.testing.assert_array_equal(a['inputs'], b['inputs'])
+  assert spread(grouped) < spread(make(0))
