@@ -10,7 +10,7 @@ candidate. Only the item id field is used.
 
 Training (`training_loss`): the row's item sequence `s = concat(inputs[:, 1:, 0], latest
 target)` (`L` items, left-padded; for `seq2seq` windows without overlap it equals
-`targets`) has each real item replaced by `[mask]` with probability `mask_prob`; a row that
+`targets`; a batch narrower than `max_len` keeps `inputs[:, 0]` too, as inference does) has each real item replaced by `[mask]` with probability `mask_prob`; a row that
 draws no mask gets its latest item masked, so every non-empty row trains on at least one
 position (the one inference predicts). The loss (`config.train.loss`) is taken at masked
 positions only, each predicting the item it hides.
@@ -145,8 +145,12 @@ class BERT4Rec(nn.Module):
     """
     inputs, targets = jnp.asarray(batch['inputs']), jnp.asarray(batch['targets'])
     latest = targets[:, -1] if targets.ndim == 2 else targets
-    sequence = jnp.concatenate([inputs[:, 1:, 0], latest[:, None].astype(inputs.dtype)],
-                               axis=1)
+    # As at inference, the oldest column goes only if the batch is max_len wide: a batch cut
+    # narrower (`length_buckets`) may hold a row filling it, whose oldest item a full-width
+    # batch would keep.
+    width = min(inputs.shape[1] + 1, self.max_len)
+    sequence = jnp.concatenate([inputs[..., 0], latest[:, None].astype(inputs.dtype)],
+                               axis=1)[:, -width:]
     return mask_items(self.make_rng('negatives'), sequence, self.mask_prob, self.mask_id)
 
   def training_loss(self, batch: dict[str, jax.Array], *, loss: str,

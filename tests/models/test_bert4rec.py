@@ -157,6 +157,25 @@ def test_training_sequence_from_prefix_and_seq2seq_batches(kind):
 
 
 @pytest.mark.parametrize('kind', [0, 1], ids=['prefix', 'seq2seq'])
+def test_a_batch_narrower_than_max_len_keeps_its_oldest_item(kind):
+  """A batch cut to its longest row (`length_buckets`) trains on the items a max_len-wide one
+  would: its sequence is the full-width one without the columns of padding."""
+  model = make_model(mask_prob=0.5)
+  pair, _ = batches()
+  batch = {name: value[1:] for name, value in pair[kind].items()}  # Row 0 fills max_len.
+  width = int((batch['inputs'][..., 0] > 0).sum(1).max())
+  assert width < MAX_LEN  # The longest row fills the cut batch.
+  cut = {name: value[:, -width:] if value.ndim > 1 else value for name, value in batch.items()}
+  rngs = {'negatives': jax.random.key(4)}
+  full = [np.asarray(a) for a in model.apply({}, batch, method='masked_sequence', rngs=rngs)]
+  narrow = [np.asarray(a) for a in model.apply({}, cut, method='masked_sequence', rngs=rngs)]
+  unmask = lambda masked, labels: np.where(labels > 0, labels, masked)
+  assert narrow[0].shape[1] == width + 1
+  np.testing.assert_array_equal(unmask(*full)[:, :-width - 1], 0)
+  np.testing.assert_array_equal(unmask(*full)[:, -width - 1:], unmask(*narrow))
+
+
+@pytest.mark.parametrize('kind', [0, 1], ids=['prefix', 'seq2seq'])
 def test_loss_is_taken_at_masked_positions_only(kind):
   """training_loss equals the softmax cross-entropy averaged over the masked positions
   (recomputed in numpy from the same RNG), not over every position."""
