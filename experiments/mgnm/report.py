@@ -75,7 +75,7 @@ DIFFERENCES = """## Where we differ from the paper, and why
   64, else 100; README, "Length buckets"): the code batches users at random, each padded to
   100. The scores of a batch do not change with the cut; only which rows share a batch does.
   It makes the graph and recurrent models several times faster on Toys, whose histories
-  average 6 behaviors (MGNM's median epoch: 27 s, against 134 s at full width; PROBES.md).
+  average 6 behaviors (the README times one MGNM epoch with and without them).
   The short probes of PROBES.md, all but `train.num_epochs=50` (the table's run), were
   batched at random at full width.
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
