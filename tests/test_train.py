@@ -115,10 +115,12 @@ def test_resume_after_kill_ends_with_the_same_results(tmp_path):
     assert actual[key] == expected[key], key
 
 
-# MGNM: its BiLSTM sorts and loops over each device's rows (shard_map).
-# Two graph levels instead of four: the same sharded code, compiled faster.
-@pytest.mark.parametrize('model, overrides', [('sasrec', {}),
-                                              ('mgnm', dict(model__num_levels=2))])
+# MGNM: its BiLSTM sorts and loops over each device's rows (shard_map), here in batches cut
+# to several widths (length buckets, as its table runs). Two graph levels instead of four:
+# the same sharded code, compiled faster.
+@pytest.mark.parametrize('model, overrides', [
+    ('sasrec', {}),
+    ('mgnm', dict(model__num_levels=2, data__length_buckets=(4, 8), train__group_by_length=2))])
 def test_four_devices_match_one_device(model, overrides, tmp_path):
   flags = tiny_flags(train__num_epochs=1, train__log_every_steps=1, **overrides)
   losses = {}
