@@ -8,6 +8,7 @@ are its Tables 2 and 3 (Toys and Games) as transcribed in shared/papers/mgnm.txt
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -18,6 +19,10 @@ from experiments.pyramid_mixer import report as table1_report
 from experiments.pyramid_mixer import table1
 
 METRICS = ('GAUC', 'NDCG@5', 'HR@5', 'MRR@5')
+
+_RANDOM_BATCHES = flags.DEFINE_string(
+    'random_batches', os.path.join(os.path.dirname(__file__), 'random_batches'),
+    'Runs of the table\'s configs with random full-width batches, set beside its own.')
 # Table 2, Toys and Games (GAUC, NDCG@5, HIT@5, MRR@5); the paper's crawl, not our cut.
 PAPER = {
     'caser': (.6234, .0679, .1012, .0569), 'a2svd': (.6846, .0507, .0739, .0430),
@@ -44,7 +49,9 @@ python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_t
     --models=mgnm:without_ugcn,mgnm:without_l1,mgnm:without_bilstm,mgnm:without_maxpool,\\
 mgnm:scn_bilstm,mgnm:scn_sum_pool,mgnm:scn_self_attention,mgnm:sampled_softmax,\\
 mgnm:bilstm_in_routing
-python -m experiments.mgnm.report --root=ROOT
+python -m experiments.mgnm.table2 --root=ROOT_RANDOM --datasets=toys --models=a2svd,caser \
+    --seeds=0 --group_by_length=0 --length_buckets=  # Random full-width batches (the check).
+python -m experiments.mgnm.report --root=ROOT --random_batches=ROOT_RANDOM
 ```"""
 
 PICTURE = 'interests_toys.png'
@@ -171,6 +178,43 @@ def table_run_diagnosis(probe: str = TABLE_RUN_PROBE) -> list[str]:
   return lines
 
 
+def _load(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+def batching_check(root: str, random_root: str) -> list[str]:
+  """Every run under `random_root` (random batches at full width) beside the run of the same
+  dataset, model, grid point and seed under `root` (the table's batches of alike lengths),
+  when both exist: validation and test GAUC and the median epoch of each."""
+  rows, gaps = [], []
+  for path in sorted(glob.glob(os.path.join(random_root, '*', '*', '*', 'seed=*',
+                                            'results.json'))):
+    relative = os.path.relpath(path, random_root)
+    if not os.path.exists(os.path.join(root, relative)):
+      continue
+    grouped, random = map(_load, (os.path.join(root, relative), path))
+    dataset, model, _, seed, _ = relative.split(os.sep)
+    gaps.append(grouped['test']['GAUC'] - random['test']['GAUC'])
+    rows.append(
+        f'| {dataset} | {model} | {seed.partition("=")[2]} | ' + ' | '.join(
+            f'{run["valid"]["GAUC"]:.4f}' for run in (grouped, random)) + ' | ' + ' | '.join(
+            f'{run["test"]["GAUC"]:.4f}' for run in (grouped, random)) + f' | {gaps[-1]:+.4f} | '
+        + ' | '.join(f'{table1_report.median_epoch_seconds(run):.0f}'
+                     for run in (grouped, random)) + ' |')
+  if not rows:
+    return []
+  return ['## Batches of alike lengths against random batches', '',
+          "The table's runs draw batches of alike lengths (`group_by_length`; see below). The "
+          'same configs with random batches at full width, the batching of the earlier runs '
+          f'and of the code, ran too (`{os.path.relpath(random_root)}`); a run and its '
+          'counterpart differ in nothing else.', '',
+          '| dataset | model | seed | valid GAUC alike | random | test GAUC alike | random | '
+          'alike minus random | train s / epoch alike | random |', '|---' * 10 + '|', *rows, '',
+          f'Test GAUC, alike minus random: mean {np.mean(gaps):+.4f} over {len(gaps)} pairs, '
+          f'{sum(g < 0 for g in gaps)} of them lower.', '']
+
+
 def most_popular(cells: dict) -> list[str]:
   """Rows in `table1_report.table`'s layout: per dataset, the most-popular ranker's test
   metrics, read from the dataset's first run."""
@@ -249,6 +293,7 @@ def main(argv: list[str]) -> None:
       *table1_report.table(cells, table1_report.full_ranking,
                            ('NDCG@5', 'HR@5', 'MRR@5', 'NDCG@10', 'HR@10')),
       '',
+      *batching_check(root, _RANDOM_BATCHES.value),
       *table_run_diagnosis(),
       *picture(),
       *table1_report.data_table(cells),

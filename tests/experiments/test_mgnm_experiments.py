@@ -126,3 +126,29 @@ def _run_python(code):
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
+
+
+def test_the_batching_check_sets_each_run_beside_its_random_batch_counterpart(tmp_path):
+  """A run under the random-batch root is paired with the table's run of the same path; one
+  without a counterpart is left out; the summary counts the pairs and the lower ones."""
+  def write(root, model, seed, valid, test):
+    run = tmp_path / root / 'toys' / model / 'lr=0.001,dropout=0,hidden=16' / f'seed={seed}'
+    run.mkdir(parents=True)
+    history = [dict(epoch=1, train_seconds=3.0), dict(epoch=2, train_seconds=7.0)]
+    (run / 'results.json').write_text(json.dumps(
+        dict(valid=dict(GAUC=valid), test=dict(GAUC=test), valid_history=history)))
+
+  write('table', 'mind', 0, 0.70, 0.60)
+  write('random', 'mind', 0, 0.72, 0.65)
+  write('table', 'mind', 1, 0.71, 0.66)
+  write('random', 'mind', 1, 0.70, 0.61)
+  write('random', 'caser', 0, 0.5, 0.5)  # No table run to pair with.
+  text = _run_python('from experiments.mgnm import report; print(chr(10).join('
+                     f'report.batching_check({str(tmp_path / "table")!r}, '
+                     f'{str(tmp_path / "random")!r})))')
+  assert '| toys | mind | 0 | 0.7000 | 0.7200 | 0.6000 | 0.6500 | -0.0500 | 4 | 4 |' in text
+  assert '| toys | mind | 1 | 0.7100 | 0.7000 | 0.6600 | 0.6100 | +0.0500 | 4 | 4 |' in text
+  assert 'caser' not in text
+  assert 'mean +0.0000 over 2 pairs, 1 of them lower.' in text
+  assert _run_python('from experiments.mgnm import report; print(report.batching_check('
+                     f'{str(tmp_path / "table")!r}, {str(tmp_path / "none")!r}))') == '[]\n'
