@@ -10,9 +10,10 @@ candidate. Only the item id field is used.
 
 Training (`training_loss`): the row's item sequence `s = concat(inputs[:, 1:, 0], latest
 target)` (`L` items, left-padded; for `seq2seq` windows without overlap it equals
-`targets`; a batch narrower than `max_len` keeps `inputs[:, 0]` too, as inference does) has each real item replaced by `[mask]` with probability `mask_prob`; a row that
-draws no mask gets its latest item masked, so every non-empty row trains on at least one
-position (the one inference predicts). The loss (`config.train.loss`) is taken at masked
+`targets`; a batch narrower than `max_len` keeps `inputs[:, 0]` too, as inference does) has
+each real item replaced by `[mask]` with probability `mask_prob`; a row that draws no mask
+gets its latest item masked, so every non-empty row trains on at least one position (the
+one inference predicts). The loss (`config.train.loss`) is taken at masked
 positions only, each predicting the item it hides.
 
 Inference (`__call__`): `[mask]` is appended and, when the input is `max_len` wide, its
