@@ -295,11 +295,12 @@ class MIMN(CandidateScorer):
     if self.utilisation_weight < 0:
       raise ConfigError(f'mimn utilisation_weight must be >= 0, not {self.utilisation_weight}')
 
-  def initial_memory(self) -> jax.Array:
-    """`M_0` `[m, E]`: the code's non-trainable `tanh(N(0, 1e-5))`, a constant (seed 0)."""
+  def initial_memory(self, dtype: jnp.dtype) -> jax.Array:
+    """`M_0` `[m, E]`: the code's non-trainable `tanh(N(0, 1e-5))`, a constant (seed 0), in
+    the parameters' `dtype` (the state's through the recurrence)."""
     draw = np.random.default_rng(0).normal(0.0, INITIAL_MEMORY_STD,
                                            (self.memory_size, self.hidden))
-    return jnp.asarray(np.tanh(draw), jnp.float32)
+    return jnp.asarray(np.tanh(draw), dtype)
 
   def weights(self) -> dict[str, Any]:
     """The recurrence's parameters as arrays (created here, outside any scan)."""
@@ -351,7 +352,8 @@ class MIMN(CandidateScorer):
     state = dict(
         controller=jnp.zeros((batch, self.controller_units)),
         read=jnp.broadcast_to(jnp.tanh(self.initial_read), (batch, size)),
-        memory=jnp.broadcast_to(self.initial_memory(), (batch, slots, size)),
+        memory=jnp.broadcast_to(self.initial_memory(self.initial_read.dtype),
+                                (batch, slots, size)),
         usage=jnp.zeros((batch, slots)), added=jnp.zeros((batch, size)))
     if self.memory_induction:
       state['channels'] = jnp.zeros((batch, slots, size))
