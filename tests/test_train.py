@@ -116,7 +116,7 @@ def test_resume_after_kill_ends_with_the_same_results(tmp_path):
 
 
 # MGNM: its BiLSTM sorts and loops over each device's rows (shard_map), here in batches cut
-# to several widths (length buckets, as its table runs). Two graph levels instead of four:
+# to several widths (length buckets). Two graph levels instead of four:
 # the same sharded code, compiled faster.
 @pytest.mark.parametrize('model, overrides', [
     ('sasrec', {}),

@@ -128,8 +128,8 @@ def _run_python(code):
   return result.stdout
 
 
-def test_the_batching_check_sets_each_run_beside_its_random_batch_counterpart(tmp_path):
-  """A run under the random-batch root is paired with the table's run of the same path; one
+def test_the_batching_check_sets_each_run_beside_its_alike_batch_counterpart(tmp_path):
+  """A run under the alike-batch root is paired with the table's run of the same path; one
   without a counterpart is left out; the summary counts the pairs and the lower ones."""
   def write(root, model, seed, valid, test):
     run = tmp_path / root / 'toys' / model / 'lr=0.001,dropout=0,hidden=16' / f'seed={seed}'
@@ -138,14 +138,14 @@ def test_the_batching_check_sets_each_run_beside_its_random_batch_counterpart(tm
     (run / 'results.json').write_text(json.dumps(
         dict(valid=dict(GAUC=valid), test=dict(GAUC=test), valid_history=history)))
 
-  write('table', 'mind', 0, 0.70, 0.60)
-  write('random', 'mind', 0, 0.72, 0.65)
-  write('table', 'mind', 1, 0.71, 0.66)
-  write('random', 'mind', 1, 0.70, 0.61)
-  write('random', 'caser', 0, 0.5, 0.5)  # No table run to pair with.
+  write('alike', 'mind', 0, 0.70, 0.60)
+  write('table', 'mind', 0, 0.72, 0.65)
+  write('alike', 'mind', 1, 0.71, 0.66)
+  write('table', 'mind', 1, 0.70, 0.61)
+  write('alike', 'caser', 0, 0.5, 0.5)  # No table run to pair with.
   text = _run_python('from experiments.mgnm import report; print(chr(10).join('
                      f'report.batching_check({str(tmp_path / "table")!r}, '
-                     f'{str(tmp_path / "random")!r})))')
+                     f'{str(tmp_path / "alike")!r})))')
   assert '| toys | mind | 0 | 0.7000 | 0.7200 | 0.6000 | 0.6500 | -0.0500 | 4 | 4 |' in text
   assert '| toys | mind | 1 | 0.7100 | 0.7000 | 0.6600 | 0.6100 | +0.0500 | 4 | 4 |' in text
   assert 'caser' not in text
