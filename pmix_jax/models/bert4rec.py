@@ -133,11 +133,14 @@ class BERT4Rec(nn.Module):
     """`inputs` `[B, L, F]` -> hidden `[B, 1, D]` (at an appended [mask]), table `[V, D]`."""
     items = jnp.asarray(inputs[..., 0])
     query = jnp.full((items.shape[0], 1), self.mask_id, items.dtype)
-    # The oldest column goes only if the window is full: a narrower batch (one cut by
-    # `length_buckets`) drops nothing that a max_len-wide one would keep.
+    return self.encode(self.append(items, query), train=train, last_only=True)
+
+  def append(self, items: jax.Array, latest: jax.Array) -> jax.Array:
+    """`items` `[B, L]` with `latest` `[B, 1]` appended, at most `max_len` wide: the oldest
+    column goes only if the window is full, so a narrower batch (one cut by
+    `length_buckets`) drops nothing that a max_len-wide one would keep."""
     width = min(items.shape[1] + 1, self.max_len)
-    return self.encode(jnp.concatenate([items, query], axis=1)[:, -width:], train=train,
-                       last_only=True)
+    return jnp.concatenate([items, latest.astype(items.dtype)], axis=1)[:, -width:]
 
   def masked_sequence(self, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """The batch's item sequences, masked: `(masked [B, L], labels [B, L])` (see module doc).
@@ -146,12 +149,7 @@ class BERT4Rec(nn.Module):
     """
     inputs, targets = jnp.asarray(batch['inputs']), jnp.asarray(batch['targets'])
     latest = targets[:, -1] if targets.ndim == 2 else targets
-    # As at inference, the oldest column goes only if the batch is max_len wide: a batch cut
-    # narrower (`length_buckets`) may hold a row filling it, whose oldest item a full-width
-    # batch would keep.
-    width = min(inputs.shape[1] + 1, self.max_len)
-    sequence = jnp.concatenate([inputs[..., 0], latest[:, None].astype(inputs.dtype)],
-                               axis=1)[:, -width:]
+    sequence = self.append(inputs[..., 0], latest[:, None])  # As at inference.
     return mask_items(self.make_rng('negatives'), sequence, self.mask_prob, self.mask_id)
 
   def training_loss(self, batch: dict[str, jax.Array], *, loss: str,
