@@ -11,6 +11,7 @@ import glob
 import hashlib
 import json
 import os
+import uuid
 
 import ml_collections
 import numpy as np
@@ -71,13 +72,16 @@ def save(directory: str, entry: str, data: SequenceData) -> None:
   path = os.path.join(directory, entry)
   scalars = dict(field_names=data.field_names, vocab_sizes=data.vocab_sizes,
                  source=data.source, counts=data.counts)
-  with open(path + '.json.tmp', 'w') as f:
+  # Temporary names of this writer's own: processes of a sweep that start together build
+  # and save the same entry (same bytes), and a shared name let one move the other's file.
+  unique = f'.{os.getpid()}-{uuid.uuid4().hex}.tmp'
+  with open(path + '.json' + unique, 'w') as f:
     json.dump(scalars, f)
-  with open(path + '.npz.tmp', 'wb') as f:
+  with open(path + '.npz' + unique, 'wb') as f:
     np.savez(f, allow_pickle=False, **{name: getattr(data, name) for name in ARRAYS})
   # The .npz appears last, so a reader that finds it finds the .json too.
-  os.replace(path + '.json.tmp', path + '.json')
-  os.replace(path + '.npz.tmp', path + '.npz')
+  os.replace(path + '.json' + unique, path + '.json')
+  os.replace(path + '.npz' + unique, path + '.npz')
 
 
 def cached(config: ml_collections.ConfigDict, build) -> SequenceData:
@@ -92,4 +96,3 @@ def cached(config: ml_collections.ConfigDict, build) -> SequenceData:
     data = build()
     save(directory, entry, data)
   return data
-

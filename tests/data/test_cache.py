@@ -47,3 +47,28 @@ def test_disabled_cache_writes_nothing(tmp_path):
   config.cache_dir = ''
   data.load(config)
   assert not (tmp_path / 'cache').exists()
+
+
+def test_writers_of_one_entry_at_once_both_succeed(tmp_path, monkeypatch):
+  """Processes of a sweep that start together save the same entry: a second writer that
+  runs between the first one's two renames must not take the first one's files."""
+  path = tmp_path / 'Shop.txt'
+  path.write_text('1 10 11 12 13\n2 11 10 12\n')
+  config = _config(tmp_path, path)
+  config.cache_dir = ''
+  built = data.load(config)
+  directory = str(tmp_path / 'cache')
+  replace = os.replace
+  interleaved = []
+
+  def replace_with_another_writer_between(source, target):
+    replace(source, target)
+    if not interleaved:
+      interleaved.append(True)
+      cache.save(directory, 'entry', built)  # The other writer, whole.
+
+  monkeypatch.setattr(cache.os, 'replace', replace_with_another_writer_between)
+  cache.save(directory, 'entry', built)
+  assert interleaved
+  assert sorted(os.listdir(directory)) == ['entry.json', 'entry.npz']  # No .tmp left.
+  _assert_same(cache.load(directory, 'entry'), built)
