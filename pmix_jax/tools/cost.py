@@ -45,19 +45,21 @@ def count_params(params: Any) -> dict[str, int]:
   return counts
 
 
-def measure(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Parameter counts and per-example FLOPs of `config`'s model on `config.data`."""
+def measure(config: ml_collections.ConfigDict, training: bool = True) -> dict[str, Any]:
+  """Parameter counts and per-example FLOPs of `config`'s model on `config.data`; without
+  `training`, the training step is not compiled and its FLOPs are None."""
   setup = train.Setup.create(config)
   batch = next(iter(setup.train_batches.epoch(0)))
   batch_size = len(batch['inputs'])
-  train_flops = _flops(setup.step_fn.lower(setup.state, batch).compile())
+  train_flops = (_flops(setup.step_fn.lower(setup.state, batch).compile()) if training
+                 else None)
   inputs = jnp.asarray(batch['inputs'])
   score = jax.jit(setup.score_fn)
   inference_flops = _flops(score.lower(setup.state.params, inputs).compile())
   return dict(model=config.model.name, params=count_params(setup.state.params),
               max_len=setup.max_len, num_items=setup.data.num_items,
               targets=config.train.targets, batch_size=batch_size,
-              train_flops_per_example=train_flops / batch_size,
+              train_flops_per_example=None if train_flops is None else train_flops / batch_size,
               inference_flops_per_example=inference_flops / batch_size)
 
 

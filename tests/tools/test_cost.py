@@ -19,7 +19,7 @@ def test_low_rank_costs_less_than_full_rank():
 def test_pyramid_cost_is_linear_in_length_and_attention_is_not():
   def flops(model, max_len):
     config = tiny_config(model, data__max_len=max_len, train__targets='prefix')
-    return cost.measure(config)['inference_flops_per_example']
+    return cost.measure(config, training=False)['inference_flops_per_example']
 
   pyramid = flops('pyramid', 64) / flops('pyramid', 16)
   sasrec = flops('sasrec', 64) / flops('sasrec', 16)
