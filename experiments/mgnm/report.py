@@ -44,9 +44,9 @@ NOT_IMPLEMENTED = ('tgsrec',)
 
 COMMANDS = """```bash
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal
-python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --models=gru4rec \
+python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --models=gru4rec \\
     --length_buckets=8,16,32,64  # Random batches, each cut to its longest history.
-python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal \
+python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal \\
     --models=gru4rec --length_buckets=8,16,32,64
 python -m experiments.mgnm.table2 --root=ROOT --datasets=ml-100k --split=temporal
 python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_temporal \\
@@ -306,7 +306,8 @@ def main(argv: list[str]) -> None:
       *table_run_diagnosis(),
       *picture(),
       *table1_report.data_table(cells),
-      '## Every run so far', '', *table1_report.every_run(root),
+      '## Every run so far', '',
+      *table1_report.every_run(root, 'GAUC', METRICS, ('NDCG@5', 'HR@5')),
       '', '## Commands', '', COMMANDS, '', DIFFERENCES]
   with open(table1_report.OUT.value + '.tmp', 'w') as f:
     f.write('\n'.join(lines) + '\n')

@@ -267,26 +267,32 @@ def load_cells(root: str) -> dict[tuple[str, str], tuple[dict, list[dict]]]:
   return cells
 
 
-def every_run(root: str) -> list[str]:
-  """One table row per run under `root`, tuning runs and unfinished cells included."""
+def every_run(root: str, valid_metric: str = 'MRR@10',
+              test_metrics: tuple[str, ...] = METRICS,
+              full_metrics: tuple[str, ...] = ('NDCG@10', 'HR@10')) -> list[str]:
+  """One table row per run under `root`, tuning runs and unfinished cells included: the
+  validation metric the table selects on, `test_metrics` and, under full ranking,
+  `full_metrics`."""
+  header = [f'valid {valid_metric}', *(f'test {m}' for m in test_metrics),
+            *(f'full {m}' for m in full_metrics)]
   lines = ['Including tuning runs and cells whose grid or seeds are not complete yet (those '
            'are not in the tables above). `train s` is training time without evaluation; '
            'runs that shared the 2 cores with other jobs took several times longer than on '
            'a quiet machine.', '',
-           '| dataset | model | lr, dropout, hidden | seed | valid MRR@10 | test MRR@10 | '
-           'test NDCG@10 | test HR@10 | full NDCG@10 | full HR@10 | best epoch / run | '
-           'train s |', '|---' * 12 + '|']
+           '| dataset | model | lr, dropout, hidden | seed | ' + ' | '.join(header) +
+           ' | best epoch / run | train s |', '|---' * (len(header) + 6) + '|']
   for path in sorted(glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json'))):
     *_, dataset, model, point, seed, _ = path.split(os.sep)
     with open(path) as f:
       run = json.load(f)
-    test, full = run['test'], full_ranking(run)
-    full = f'{full["NDCG@10"]:.4f} | {full["HR@10"]:.4f}' if full else '- | -'
+    full = full_ranking(run)
+    values = [run['valid'][valid_metric], *(run['test'][m] for m in test_metrics)]
+    cells = [f'{value:.4f}' for value in values]
+    cells += [f'{full[m]:.4f}' if full else '-' for m in full_metrics]
     lines.append(
         f'| {dataset} | {model} | {point.replace(",", ", ")} | {seed[5:]} | '
-        f'{run["valid"]["MRR@10"]:.4f} | {test["MRR@10"]:.4f} | {test["NDCG@10"]:.4f} | '
-        f'{test["HR@10"]:.4f} | {full} | '
-        f'{run["best_epoch"]} / {run["epochs_run"]} | {run["train_seconds"]:.0f} |')
+        f'{" | ".join(cells)} | {run["best_epoch"]} / {run["epochs_run"]} | '
+        f'{run["train_seconds"]:.0f} |')
   return lines
 
 
