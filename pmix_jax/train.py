@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import os
+import platform
 import sys
 import time
 from typing import Any, Callable
@@ -207,6 +208,22 @@ def _leaves(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
     else:
       leaves[prefix + key] = value
   return leaves
+
+
+def host() -> dict[str, Any]:
+  """Where this process computes: XLA's results depend on the backend, the processor it
+  compiled for and, on a CPU, the cores the process may use (its thread pool splits
+  reductions by them), so a run's numbers carry this record."""
+  device = jax.devices()[0]
+  processor = platform.processor() or platform.machine()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as f:
+      names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+    processor = names[0] if names else processor
+  cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+           else os.cpu_count())
+  return dict(backend=device.platform, device_kind=device.device_kind, processor=processor,
+              cpu_cores=cores, jax=jax.__version__)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -520,7 +537,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   results = dict(
       model=config.model.name, dataset=data.source, data_stats=data.stats(),
       protocol=config.eval.protocol, mask_history=config.eval.mask_history,
-      tie_share=config.eval.tie_share, num_devices=num_devices,
+      tie_share=config.eval.tie_share, num_devices=num_devices, host=host(),
       num_params=int(sum(x.size for x in jax.tree.leaves(best_state.params))),
       best_epoch=meta['best_epoch'], best_step=meta['best_step'], epochs_run=meta['epoch'],
       early_stopped=meta['stopped'], train_seconds=meta['train_seconds'],

@@ -38,6 +38,7 @@ def test_workdir_holds_config_checkpoints_events_and_results(tmp_path):
   assert glob.glob(str(tmp_path / 'tensorboard' / 'events.out.tfevents.*'))
   results = json.loads((tmp_path / 'results.json').read_text())
   assert results['protocol'] == 'full' and set(results['test']) >= {'HR@10', 'NDCG@10', 'MRR@10'}
+  assert results['host']['backend'] == 'cpu' and results['host']['cpu_cores'] >= 1
 
 
 def test_a_workdir_refuses_to_resume_or_reuse_a_run_of_another_config(tmp_path):
