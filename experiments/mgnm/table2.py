@@ -2,6 +2,8 @@ r"""MGNM's Table 2 (and Table 3's ablations) on public data, with the SURGE-fami
 
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys \
         --split=per_user_temporal
+    python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys --models=gru4rec \
+        --length_buckets=8,16,32,64
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=ml-100k --split=temporal
     python -m experiments.mgnm.table2 --root=/tmp/mgnm --datasets=toys \
         --split=per_user_temporal --models=mgnm:without_ugcn,mgnm:without_bilstm,...
