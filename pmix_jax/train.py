@@ -213,7 +213,8 @@ def _leaves(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 def host() -> dict[str, Any]:
   """Where this process computes: XLA's results depend on the backend, the processor it
   compiled for and, on a CPU, the cores the process may use (its thread pool splits
-  reductions by them), so a run's numbers carry this record."""
+  reductions by them), so a run's numbers carry this record: that of the process that
+  wrote its results.json (a run resumed elsewhere may have trained partly on another)."""
   device = jax.devices()[0]
   processor = platform.processor() or platform.machine()
   if os.path.exists('/proc/cpuinfo'):

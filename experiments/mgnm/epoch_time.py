@@ -5,7 +5,7 @@ r"""Wall time of one training epoch with the MGNM table's settings (issue 7's ba
 Trains MGNM (or `--model`, a config of the table) for one epoch on Toys and Games 5-core
 (`surge` preset, each user's records split 70/10/20 by position, history 100, the config's
 batch), in a fresh workdir, and prints the training seconds of the epoch (without
-evaluation) and its number of steps. Run it on a quiet
+evaluation), its number of steps and the validation metrics after it. Run it on a quiet
 machine: other jobs on the same cores slow it several times.
 """
 
@@ -32,7 +32,8 @@ def main(argv: list[str]) -> None:
   results = train.train_and_evaluate(config, os.path.join(_WORKDIR.value, 'run'))
   print(json.dumps(dict(dataset=_DATASET.value, model=_MODEL.value,
                         train_seconds=round(results['train_seconds'], 1),
-                        steps=results['best_step'], batch_size=config.train.batch_size)))
+                        steps=results['best_step'], batch_size=config.train.batch_size,
+                        valid=results['valid'])))
 
 
 if __name__ == '__main__':

@@ -53,8 +53,9 @@ python -m experiments.mgnm.table2 --root=ROOT --datasets=toys --split=per_user_t
     --models=mgnm:without_ugcn,mgnm:without_l1,mgnm:without_bilstm,mgnm:without_maxpool,\\
 mgnm:scn_bilstm,mgnm:scn_sum_pool,mgnm:scn_self_attention,mgnm:sampled_softmax,\\
 mgnm:bilstm_in_routing
-python -m experiments.mgnm.table2 --root=ROOT_ALIKE --datasets=toys --models=mgnm,mind,a2svd,caser \
-    --seeds=0 --length_buckets=8,16,32,64 --group_by_length=16  # The batching check.
+python -m experiments.mgnm.table2 --root=ROOT_ALIKE --datasets=toys \\
+    --models=mgnm,mind,a2svd,caser --seeds=0 --length_buckets=8,16,32,64 \\
+    --group_by_length=16  # The batching check.
 python -m experiments.mgnm.report --root=ROOT --alike_batches=ROOT_ALIKE
 ```"""
 
@@ -87,8 +88,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   checked ("Batches of alike lengths against random batches" above), so the table does not
   use them. GRU4Rec, trained on every position of 32-row batches, runs on random batches
   too, each only cut to its longest history (`--length_buckets` without
-  `--group_by_length`): without dropout that leaves every batch and every score as at full
-  width, and skips most of the padding positions whose full-softmax logits were most of
+  `--group_by_length`): without dropout that keeps every batch's rows and its scores to
+  float rounding, and skips most of the padding positions whose full-softmax logits were most of
   its step (README, "Length buckets"). The other models train on 256 prefixes a batch, and
   most such batches hold a prefix of over 64 behaviors: a cut would save them little.
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
@@ -212,7 +213,8 @@ def batching_check(root: str, alike_root: str) -> list[str]:
   if not rows:
     return []
   return ['## Batches of alike lengths against random batches', '',
-          "The table's runs draw random batches at full width, as the code does. The same "
+          "The table's runs draw random batches at full width, as the code does (GRU4Rec's are "
+          'cut to their longest history, the same rows: see below). The same '
           'configs ran with batches of alike lengths, each cut to its longest input '
           '(`group_by_length=16`, `length_buckets` 8, 16, 32, 64; README, "Length buckets"; '
           f'`{os.path.relpath(alike_root)}`), which changes which rows share a batch and '

@@ -23,11 +23,11 @@ from absl import app, flags
 
 from experiments.pyramid_mixer import table1
 
-# GRU4Rec, the table's other model, runs by its own command (report.COMMANDS): its random
-# batches of 32 sequences cut to their longest history (--length_buckets), which changes no
-# batch and, without dropout, no score, but skips the full-softmax logits of padding
-# positions, most of its step at full width. Runs of one model with and without cuts are
-# different configs, so that model keeps to one command.
+# GRU4Rec, also in the table, runs by its own command (report.COMMANDS): its random batches
+# of 32 sequences are cut to their longest history (--length_buckets), which keeps each
+# batch's rows and, without dropout, its scores to float rounding, and skips the
+# full-softmax logits of padding positions, most of its step at full width. A run with
+# cuts is another config than one without, so the model keeps to one command.
 MODELS = ['mgnm', 'mind', 'comirec_dr', 'comirec_sa', 'caser', 'a2svd', 'sli_rec', 'surge',
           'mimn']
 
@@ -37,10 +37,10 @@ DEFAULTS = dict(
     preset='surge', datasets=['toys'], split='per_user_temporal', models=MODELS,
     protocol='grouped:100', selection_metric='GAUC',
     max_len=100,  # The code's history length.
-    # Random batches at full width, as the code's. Batches of alike lengths
-    # (--length_buckets=8,16,32,64 --group_by_length=16) train MGNM about 5x faster on Toys,
-    # but lowered validation GAUC in every model checked (RESULTS.md, "Batches of alike
-    # lengths against random batches").
+    # Random batches at full width, as the code's (GRU4Rec's cut: see MODELS). Batches of
+    # alike lengths (--length_buckets=8,16,32,64 --group_by_length=16) train MGNM about 5x
+    # faster on Toys, but lowered validation GAUC in every model checked (RESULTS.md,
+    # "Batches of alike lengths against random batches").
     lrs=['1e-3'],  # The code's; widen with --lrs for tuning.
     dropouts=['0.0'],  # The code has none.
     hiddens=['16'],  # The code's embedding width.

@@ -74,14 +74,19 @@ def save(directory: str, entry: str, data: SequenceData) -> None:
                  source=data.source, counts=data.counts)
   # Temporary names of this writer's own: processes of a sweep that start together build
   # and save the same entry (same bytes), and a shared name let one move the other's file.
-  unique = f'.{os.getpid()}-{uuid.uuid4().hex}.tmp'
-  with open(path + '.json' + unique, 'w') as f:
-    json.dump(scalars, f)
-  with open(path + '.npz' + unique, 'wb') as f:
-    np.savez(f, allow_pickle=False, **{name: getattr(data, name) for name in ARRAYS})
-  # The .npz appears last, so a reader that finds it finds the .json too.
-  os.replace(path + '.json' + unique, path + '.json')
-  os.replace(path + '.npz' + unique, path + '.npz')
+  unique = f'.{uuid.uuid4().hex}.tmp'
+  try:
+    with open(path + '.json' + unique, 'w') as f:
+      json.dump(scalars, f)
+    with open(path + '.npz' + unique, 'wb') as f:
+      np.savez(f, allow_pickle=False, **{name: getattr(data, name) for name in ARRAYS})
+    # The .npz appears last, so a reader that finds it finds the .json too.
+    os.replace(path + '.json' + unique, path + '.json')
+    os.replace(path + '.npz' + unique, path + '.npz')
+  finally:  # A failed write (a full disk, say) leaves no temporary file behind.
+    for suffix in ('.json', '.npz'):
+      if os.path.exists(path + suffix + unique):
+        os.remove(path + suffix + unique)
 
 
 def cached(config: ml_collections.ConfigDict, build) -> SequenceData:

@@ -71,7 +71,8 @@ def format_report(cost: dict[str, Any]) -> str:
       f'  parameters        {params["total"]:,} ({params["embedding"]:,} in embedding tables, '
       f'{params["other"]:,} elsewhere)',
       f'  train MFLOP/example      {cost["train_flops_per_example"] / 1e6:,.2f} '
-      '(forward + backward + update)',
+      '(forward + backward + update)' if cost['train_flops_per_example'] is not None else
+      '  train MFLOP/example      not measured',
       f'  inference MFLOP/example  {cost["inference_flops_per_example"] / 1e6:,.2f} '
       '(representation + scores of every item)'])
 
