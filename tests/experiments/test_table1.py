@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from experiments.pyramid_mixer import report
 from tests.conftest import REPO
 
 
@@ -152,3 +153,20 @@ assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
   result = subprocess.run([sys.executable, '-c', checks], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_run_shows_the_metrics_it_is_given(tmp_path):
+  """MGNM's report lists its runs by validation GAUC and @5 metrics; a run without full
+  ranking shows a dash there."""
+  run = dict(valid={'GAUC': 0.75, 'MRR@10': 0.5}, test={'GAUC': 0.7, 'NDCG@5': 0.25},
+             also_protocols={}, best_epoch=3, epochs_run=8, train_seconds=12.4)
+  directory = tmp_path / 'toys' / 'mgnm' / 'lr=0.001,dropout=0,hidden=16' / 'seed=1'
+  directory.mkdir(parents=True)
+  (directory / 'results.json').write_text(json.dumps(run))
+  lines = report.every_run(str(tmp_path), 'GAUC', ('GAUC', 'NDCG@5'), ('NDCG@5',))
+  header, rule, row = lines[-3:]
+  assert header == ('| dataset | model | lr, dropout, hidden | seed | valid GAUC | test GAUC | '
+                    'test NDCG@5 | full NDCG@5 | best epoch / run | train s |')
+  assert rule == '|---' * 10 + '|'
+  assert row == ('| toys | mgnm | lr=0.001, dropout=0, hidden=16 | 1 | 0.7500 | 0.7000 | '
+                 '0.2500 | - | 3 / 8 | 12 |')
