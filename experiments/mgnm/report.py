@@ -88,8 +88,8 @@ DIFFERENCES = """## Where we differ from the paper, and why
   checked ("Batches of alike lengths against random batches" above), so the table does not
   use them. GRU4Rec, trained on every position of 32-row batches, runs on random batches
   too, each only cut to its longest history (`--length_buckets` without
-  `--group_by_length`): without dropout that keeps every batch's rows and its scores to
-  float rounding, and skips most of the padding positions whose full-softmax logits were most of
+  `--group_by_length`): without dropout that keeps every batch's rows, and its scores to
+  float rounding, and skips most padding positions, whose full-softmax logits were most of
   its step (README, "Length buckets"). The other models train on 256 prefixes a batch, and
   most such batches hold a prefix of over 64 behaviors: a cut would save them little.
 - **MGNM's deviations from its code** are listed in `pmix_jax/models/mgnm.py` (the
