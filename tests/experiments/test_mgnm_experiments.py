@@ -152,3 +152,22 @@ def test_the_batching_check_sets_each_run_beside_its_alike_batch_counterpart(tmp
   assert 'mean +0.0000 over 2 pairs, 1 of them lower.' in text
   assert _run_python('from experiments.mgnm import report; print(report.batching_check('
                      f'{str(tmp_path / "table")!r}, {str(tmp_path / "none")!r}))') == '[]\n'
+
+
+def test_every_run_shows_the_tables_metrics(tmp_path):
+  """MGNM's report lists its runs by validation GAUC and @5 metrics; a run without full
+  ranking shows a dash there."""
+  run = dict(valid={'GAUC': 0.75, 'MRR@10': 0.5}, test={'GAUC': 0.7, 'NDCG@5': 0.25},
+             also_protocols={}, best_epoch=3, epochs_run=8, train_seconds=12.4)
+  directory = tmp_path / 'toys' / 'mgnm' / 'lr=0.001,dropout=0,hidden=16' / 'seed=1'
+  directory.mkdir(parents=True)
+  (directory / 'results.json').write_text(json.dumps(run))
+  text = _run_python('from experiments.pyramid_mixer import report; print(chr(10).join('
+                     f"report.every_run({str(tmp_path)!r}, 'GAUC', ('GAUC', 'NDCG@5'), "
+                     "('NDCG@5',))))")
+  header, rule, row = text.splitlines()[-3:]
+  assert header == ('| dataset | model | lr, dropout, hidden | seed | valid GAUC | test GAUC | '
+                    'test NDCG@5 | full NDCG@5 | best epoch / run | train s |')
+  assert rule == '|---' * 10 + '|'
+  assert row == ('| toys | mgnm | lr=0.001, dropout=0, hidden=16 | 1 | 0.7500 | 0.7000 | '
+                 '0.2500 | - | 3 / 8 | 12 |')

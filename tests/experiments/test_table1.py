@@ -152,26 +152,3 @@ assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
   result = subprocess.run([sys.executable, '-c', checks], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-
-
-def test_every_run_shows_the_metrics_it_is_given(tmp_path):
-  """MGNM's report lists its runs by validation GAUC and @5 metrics; a run without full
-  ranking shows a dash there. (In a subprocess: the report's module defines the runner's
-  absl flags, which other experiment modules imported by the suite define too.)"""
-  run = dict(valid={'GAUC': 0.75, 'MRR@10': 0.5}, test={'GAUC': 0.7, 'NDCG@5': 0.25},
-             also_protocols={}, best_epoch=3, epochs_run=8, train_seconds=12.4)
-  directory = tmp_path / 'toys' / 'mgnm' / 'lr=0.001,dropout=0,hidden=16' / 'seed=1'
-  directory.mkdir(parents=True)
-  (directory / 'results.json').write_text(json.dumps(run))
-  code = ('import sys; from experiments.pyramid_mixer import report; '
-          "print('\\n'.join(report.every_run(sys.argv[1], 'GAUC', ('GAUC', 'NDCG@5'), "
-          "('NDCG@5',))))")
-  result = subprocess.run([sys.executable, '-c', code, str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  header, rule, row = result.stdout.splitlines()[-3:]
-  assert header == ('| dataset | model | lr, dropout, hidden | seed | valid GAUC | test GAUC | '
-                    'test NDCG@5 | full NDCG@5 | best epoch / run | train s |')
-  assert rule == '|---' * 10 + '|'
-  assert row == ('| toys | mgnm | lr=0.001, dropout=0, hidden=16 | 1 | 0.7500 | 0.7000 | '
-                 '0.2500 | - | 3 / 8 | 12 |')
