@@ -23,9 +23,6 @@ import configs.automlp
 from pmix_jax import search
 
 CANDIDATES = (1, 2, 4, 8, 16)
-_ORDERS = flags.DEFINE_list('orders', ['3', '4', '6'], 'Orders m of the data.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Search seeds.')
-_PENALTIES = flags.DEFINE_list('length_penalties', ['0', '0.2'], 'Values of λ.')
 
 
 def write_order_m_sequences(path: pathlib.Path, m: int, *, num_users: int = 600,
@@ -76,4 +73,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  # Defined only when run: tests import this module into processes where the table runners
+  # have defined a --seeds of their own, and absl flags are process-wide.
+  _ORDERS = flags.DEFINE_list('orders', ['3', '4', '6'], 'Orders m of the data.')
+  _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Search seeds.')
+  _PENALTIES = flags.DEFINE_list('length_penalties', ['0', '0.2'], 'Values of λ.')
   app.run(main)
