@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from experiments.mgnm import collapse, report
+from experiments.pyramid_mixer import report as table1_report
 from tests.conftest import REPO
 
 
@@ -85,7 +87,6 @@ def test_probes_train_score_the_levels_archive_and_report(tmp_path):
 
 
 def test_the_bilstm_share_is_measured_at_real_behaviors_of_level_0():
-  from experiments.mgnm import collapse
   rng = np.random.default_rng(0)
   batch, levels, k, length, dim = 3, 2, 2, 5, 4
   z = rng.normal(size=(batch * levels, k, length, dim))
@@ -112,20 +113,11 @@ def test_the_report_states_which_level_pooling_the_table_run_prefers(tmp_path, s
   with open(tmp_path / 'diagnosis.json', 'w') as f:
     json.dump(dict(rows=10, capsules_cosine_to_mean_over_users=0.5,
                    valid_gauc_by_level_pooling=pooled), f)
-  text = _run_python('from experiments.mgnm import report; '
-                     f'print(chr(10).join(report.table_run_diagnosis({str(tmp_path)!r})))')
+  text = '\n'.join(report.table_run_diagnosis(str(tmp_path)))
   assert verdict in text
   assert '| level 0 alone (H^(0), before any GCN layer) | 0.5800 |' in text
   assert 'BiLSTM' not in text  # This run has none.
-  assert _run_python('from experiments.mgnm import report; '
-                     f'print(report.table_run_diagnosis({str(tmp_path / "none")!r}))') == '[]\n'
-
-
-def _run_python(code):
-  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout
+  assert report.table_run_diagnosis(str(tmp_path / 'none')) == []
 
 
 def test_the_batching_check_sets_each_run_beside_its_alike_batch_counterpart(tmp_path):
@@ -143,15 +135,12 @@ def test_the_batching_check_sets_each_run_beside_its_alike_batch_counterpart(tmp
   write('alike', 'mind', 1, 0.71, 0.66)
   write('table', 'mind', 1, 0.70, 0.61)
   write('alike', 'caser', 0, 0.5, 0.5)  # No table run to pair with.
-  text = _run_python('from experiments.mgnm import report; print(chr(10).join('
-                     f'report.batching_check({str(tmp_path / "table")!r}, '
-                     f'{str(tmp_path / "alike")!r})))')
+  text = '\n'.join(report.batching_check(str(tmp_path / 'table'), str(tmp_path / 'alike')))
   assert '| toys | mind | 0 | 0.7000 | 0.7200 | 0.6000 | 0.6500 | -0.0500 | 4 | 4 |' in text
   assert '| toys | mind | 1 | 0.7100 | 0.7000 | 0.6600 | 0.6100 | +0.0500 | 4 | 4 |' in text
   assert 'caser' not in text
   assert 'mean +0.0000 over 2 pairs, 1 of them lower.' in text
-  assert _run_python('from experiments.mgnm import report; print(report.batching_check('
-                     f'{str(tmp_path / "table")!r}, {str(tmp_path / "none")!r}))') == '[]\n'
+  assert report.batching_check(str(tmp_path / 'table'), str(tmp_path / 'none')) == []
 
 
 def test_every_run_shows_the_tables_metrics(tmp_path):
@@ -162,9 +151,8 @@ def test_every_run_shows_the_tables_metrics(tmp_path):
   directory = tmp_path / 'toys' / 'mgnm' / 'lr=0.001,dropout=0,hidden=16' / 'seed=1'
   directory.mkdir(parents=True)
   (directory / 'results.json').write_text(json.dumps(run))
-  text = _run_python('from experiments.pyramid_mixer import report; print(chr(10).join('
-                     f"report.every_run({str(tmp_path)!r}, 'GAUC', ('GAUC', 'NDCG@5'), "
-                     "('NDCG@5',))))")
+  text = '\n'.join(table1_report.every_run(str(tmp_path), 'GAUC', ('GAUC', 'NDCG@5'),
+                                           ('NDCG@5',)))
   header, rule, row = text.splitlines()[-3:]
   assert header == ('| dataset | model | lr, dropout, hidden | seed | valid GAUC | test GAUC | '
                     'test NDCG@5 | full NDCG@5 | best epoch / run | train s |')

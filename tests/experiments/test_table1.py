@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from experiments.pyramid_mixer import report, table1
 from tests.conftest import REPO
 
 
@@ -59,6 +60,9 @@ def test_table1_tunes_on_validation_then_runs_seeds_and_reports(tmp_path):
   ndcg = [json.load(open(os.path.join(cell, best, f'seed={s}', 'results.json')))['test']
           ['NDCG@10'] for s in (0, 1)]
   assert '| synthetic | fpmc | 2 |' in text
+  host = runs[best]['host']  # Where the three runs computed, as their results.json say.
+  assert (f'- {host["processor"]}, {host["cpu_cores"]} CPU cores, JAX {host["jax"]} on '
+          f'{host["backend"]}: 3 runs') in text
   assert f'{sum(ndcg) / 2:.4f} ±' in text  # The mean over seeds, read from the runs.
   stats = runs[best]['data_stats']
   assert (f'| synthetic | {stats["users"]:,} | {stats["items"]:,} | '
@@ -100,55 +104,34 @@ def test_automlp_table2_searches_retrains_and_reports_the_chosen_k(tmp_path):
   assert 'No runs yet: ml-1m, beauty.' in text
 
 
-
-
-# In a subprocess: the runner and report define absl flags that other experiment modules
-# imported by the test session define too.
-ABLATION_CHECKS = """
-import json, os, sys
-from experiments.pyramid_mixer import report, table1
-
-root = sys.argv[1]
-grid = [(1e-3, 0.2, 64), (3e-3, 0.2, 64)]
-assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == grid
-cell = os.path.join(root, 'ml-100k', 'pyramid')
-os.makedirs(cell)
-with open(os.path.join(cell, 'chosen.json'), 'w') as f:
-  json.dump(dict(lr=3e-3, dropout=0.2, hidden=64, seeds=[0], grid=grid), f)
-assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == [(3e-3, 0.2, 64)]
-assert table1.grid_points(root, 'ml-100k', 'pyramid', grid) == grid  # Tuned.
-
-def run(ndcg, full_ndcg):
-  return dict(test={'NDCG@10': ndcg, 'HR@10': 2 * ndcg},
-              also_protocols={'full': {'test': {'NDCG@10': full_ndcg, 'HR@10': 0.5}}})
-cells = {('ml-1m', 'pyramid'): ({}, [run(0.40, 0.10), run(0.42, 0.10)]),
-         ('ml-1m', 'pyramid-sum_fusion'): ({}, [run(0.3690, 0.12)]),
-         ('ml-1m', 'sasrec'): ({}, [run(0.30, 0.09)])}
-lines = report.ablations(cells)
-assert lines[2] == '| ml-1m | pyramid | 2 | 0.4100 | 0.8200 | 0.1000 | 0.5000 |', lines
-assert lines[3] == ('| ml-1m | pyramid-sum_fusion | 1 | 0.3690 (-10.0%) | 0.7380 (-10.0%) '
-                    '| 0.1200 (+20.0%) | 0.5000 (+0.0%) |'), lines
-assert len(lines) == 4, lines  # SASRec is no ablation.
-assert report.ablations({('ml-1m', 'pyramid'): cells[('ml-1m', 'pyramid')]}) == [
-    'No ablation runs yet.']
-"""
-
-
 def test_an_ablation_trains_at_its_full_models_point_and_is_set_beside_it(tmp_path):
-  result = subprocess.run([sys.executable, '-c', ABLATION_CHECKS, str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
+  root = str(tmp_path)
+  grid = [(1e-3, 0.2, 64), (3e-3, 0.2, 64)]
+  assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == grid
+  cell = os.path.join(root, 'ml-100k', 'pyramid')
+  os.makedirs(cell)
+  with open(os.path.join(cell, 'chosen.json'), 'w') as f:
+    json.dump(dict(lr=3e-3, dropout=0.2, hidden=64, seeds=[0], grid=grid), f)
+  assert table1.grid_points(root, 'ml-100k', 'pyramid:sum_fusion', grid) == [(3e-3, 0.2, 64)]
+  assert table1.grid_points(root, 'ml-100k', 'pyramid', grid) == grid  # Tuned.
 
+  def run(ndcg, full_ndcg):
+    return dict(test={'NDCG@10': ndcg, 'HR@10': 2 * ndcg},
+                also_protocols={'full': {'test': {'NDCG@10': full_ndcg, 'HR@10': 0.5}}})
+  cells = {('ml-1m', 'pyramid'): ({}, [run(0.40, 0.10), run(0.42, 0.10)]),
+           ('ml-1m', 'pyramid-sum_fusion'): ({}, [run(0.3690, 0.12)]),
+           ('ml-1m', 'sasrec'): ({}, [run(0.30, 0.09)])}
+  lines = report.ablations(cells)
+  assert lines[2] == '| ml-1m | pyramid | 2 | 0.4100 | 0.8200 | 0.1000 | 0.5000 |', lines
+  assert lines[3] == ('| ml-1m | pyramid-sum_fusion | 1 | 0.3690 (-10.0%) | 0.7380 (-10.0%) '
+                      '| 0.1200 (+20.0%) | 0.5000 (+0.0%) |'), lines
+  assert len(lines) == 4, lines  # SASRec is no ablation.
+  assert report.ablations({('ml-1m', 'pyramid'): cells[('ml-1m', 'pyramid')]}) == [
+      'No ablation runs yet.']
 
 
 def test_epoch_seconds_are_the_median_epoch_so_a_paused_one_does_not_count():
-  checks = """
-from experiments.pyramid_mixer import report
-# Evaluated after epochs 1, 2, 4 and 5 (cumulative training seconds); epoch 5 was paused.
-history = [dict(epoch=1, train_seconds=3.0), dict(epoch=2, train_seconds=5.0),
-           dict(epoch=4, train_seconds=9.0), dict(epoch=5, train_seconds=900.0)]
-assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
-"""
-  result = subprocess.run([sys.executable, '-c', checks], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
+  # Evaluated after epochs 1, 2, 4 and 5 (cumulative training seconds); epoch 5 was paused.
+  history = [dict(epoch=1, train_seconds=3.0), dict(epoch=2, train_seconds=5.0),
+             dict(epoch=4, train_seconds=9.0), dict(epoch=5, train_seconds=900.0)]
+  assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
