@@ -135,3 +135,22 @@ def test_epoch_seconds_are_the_median_epoch_so_a_paused_one_does_not_count():
   history = [dict(epoch=1, train_seconds=3.0), dict(epoch=2, train_seconds=5.0),
              dict(epoch=4, train_seconds=9.0), dict(epoch=5, train_seconds=900.0)]
   assert report.median_epoch_seconds(dict(valid_history=history)) == 2.5
+
+
+def test_the_external_check_reads_a_run_record_and_judges_it_by_the_bar(tmp_path):
+  assert 'No finished run yet' in '\n'.join(report.sasrec_ml1m(str(tmp_path)))
+  run = dict(protocol='full', mask_history=True, model='sasrec',
+             data_stats=dict(users=6040, items=3706), valid={'NDCG@10': 0.17},
+             test={'HR@10': 0.30, 'NDCG@10': 0.149, 'HR@20': 0.42}, best_epoch=5,
+             epochs_run=9, train_seconds=100.0)
+  (tmp_path / 'results.json').write_text(json.dumps(run))
+  row = report.sasrec_ml1m(str(tmp_path))[6]
+  assert row == ('| sasrec | 6040 | 3706 | 0.3000 | 0.1490 | 0.4200 | 0.1700 | 5 / 9 | 100 | '
+                 'not met |')
+  run['test']['NDCG@10'] = 0.15
+  (tmp_path / 'results.json').write_text(json.dumps(run))
+  assert report.sasrec_ml1m(str(tmp_path))[6].endswith('| met |')
+  run['mask_history'] = False  # Another protocol than the literature's is refused.
+  (tmp_path / 'results.json').write_text(json.dumps(run))
+  with pytest.raises(ValueError, match='seen items filtered'):
+    report.sasrec_ml1m(str(tmp_path))
