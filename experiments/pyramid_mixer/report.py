@@ -151,11 +151,16 @@ def header(title: str, report: str, runner: str, root: str) -> list[str]:
       *hosts(root)]
 
 
+def run_records(root: str) -> list[str]:
+  """The results.json of every run under `root` (ROOT/DATASET/MODEL/POINT/seed=S), sorted."""
+  return sorted(glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json')))
+
+
 def hosts(root: str) -> list[str]:
   """Where the runs under `root` computed, as each results.json records it (`train.host`):
   on a CPU the numbers depend on the processor and on the cores a run could use."""
   counts = collections.Counter()
-  for path in glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json')):
+  for path in run_records(root):
     with open(path) as f:
       host = json.load(f).get('host')
     counts[f'{host["processor"]}, {host["cpu_cores"]} CPU cores, JAX {host["jax"]} on '
@@ -301,7 +306,7 @@ def every_run(root: str, valid_metric: str = 'MRR@10',
            'a quiet machine.', '',
            '| dataset | model | lr, dropout, hidden | seed | ' + ' | '.join(header) +
            ' | best epoch / run | train s |', '|---' * (len(header) + 6) + '|']
-  for path in sorted(glob.glob(os.path.join(root, '*', '*', '*', 'seed=*', 'results.json'))):
+  for path in run_records(root):
     *_, dataset, model, point, seed, _ = path.split(os.sep)
     with open(path) as f:
       run = json.load(f)
